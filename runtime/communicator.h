@@ -1,0 +1,75 @@
+// Communicator: the collectives that the sharded runtime needs, over NCCL or MPI.
+//
+// A communicator is a group of `size()` ranks; this process is `rank()`. Collectives are called
+// by every rank of the group in the same order with the same counts (SPMD). Buffers:
+//   - NCCL (Backend::kNccl): device pointers on the communicator's CUDA device; the call is
+//     stream-ordered on `stream` and returns once the work is queued (or the deadline passed).
+//   - MPI (Backend::kMpi): host pointers; `stream` is ignored and the call returns when done.
+// Every call either completes, or returns an error (DeadlineExceeded, Aborted, Unavailable, ...)
+// within the communicator's deadline; it never hangs. Errors carry rank and host.
+//
+// Ownership: a communicator made by Create/Split owns its library handle and frees it. A
+// borrowed one (wrapping an engine's ncclComm_t or MPI_Comm) never destroys or aborts it.
+// Thread-safety: a communicator is used by one thread at a time.
+//
+//   RAGGED_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> tp, world->Split(color, key));
+//   RAGGED_RETURN_IF_ERROR(tp->AllGather(send, recv, count, DType::kF32, stream));
+#ifndef RAGGED_RUNTIME_COMMUNICATOR_H_
+#define RAGGED_RUNTIME_COMMUNICATOR_H_
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "absl/strings/string_view.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "runtime/dtype.h"
+#include "runtime/stream.h"
+
+namespace ragged {
+
+enum class ReduceOp : uint8_t { kSum = 0, kMax = 1 };
+enum class CommBackend : uint8_t { kMpi = 0, kNccl = 1 };
+absl::string_view CommBackendName(CommBackend b);
+
+// The default deadline of one collective.
+inline constexpr absl::Duration kDefaultCommTimeout = absl::Seconds(60);
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual CommBackend backend() const = 0;
+  // The CUDA device of an NCCL communicator; -1 for MPI.
+  virtual int device() const { return -1; }
+
+  // recv[r * count + i] = send of rank r, element i (rank-major). recv holds size() * count.
+  virtual absl::Status AllGather(const void* send, void* recv, int64_t count, DType dtype,
+                                 Stream stream) = 0;
+  // recv = op over ranks of send, elementwise. send == recv is allowed (in place).
+  virtual absl::Status AllReduce(const void* send, void* recv, int64_t count, DType dtype,
+                                 ReduceOp op, Stream stream) = 0;
+  // Every rank's buf gets root's.
+  virtual absl::Status Broadcast(void* buf, int64_t count, DType dtype, int root,
+                                 Stream stream) = 0;
+  // Returns when every rank has entered (NCCL: when queued work on `stream` is done everywhere).
+  virtual absl::Status Barrier(Stream stream = nullptr) = 0;
+  // Collective: ranks with the same `color` (>= 0) form a new communicator, ordered by `key`
+  // then by rank. The result is owned by the caller and independent of this one's lifetime.
+  virtual absl::StatusOr<std::unique_ptr<Communicator>> Split(int color, int key) = 0;
+
+  // The deadline of each later call (default kDefaultCommTimeout).
+  void set_timeout(absl::Duration timeout) { timeout_ = timeout; }
+  absl::Duration timeout() const { return timeout_; }
+
+ protected:
+  absl::Duration timeout_ = kDefaultCommTimeout;
+};
+
+}  // namespace ragged
+
+#endif  // RAGGED_RUNTIME_COMMUNICATOR_H_
