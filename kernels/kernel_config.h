@@ -19,7 +19,11 @@ struct KernelConfig {
   int stages = 0;           // Depth of the K/V load pipeline.
 
   std::string ToString() const;
-  friend bool operator==(const KernelConfig&, const KernelConfig&) = default;
+  friend bool operator==(const KernelConfig& a, const KernelConfig& b) {
+    return a.chunk_size == b.chunk_size && a.num_splits == b.num_splits &&
+           a.heads_per_block == b.heads_per_block && a.block_n == b.block_n &&
+           a.num_warps == b.num_warps && a.stages == b.stages;
+  }
 };
 
 }  // namespace ragged

@@ -32,7 +32,9 @@ struct Device {
   bool is_cpu() const { return type == DeviceType::kCpu; }
   bool is_cuda() const { return type == DeviceType::kCuda; }
   std::string ToString() const;  // "cpu" or "cuda:N"
-  friend bool operator==(const Device&, const Device&) = default;
+  friend bool operator==(const Device& a, const Device& b) {
+    return a.type == b.type && a.index == b.index;
+  }
 };
 
 using Shape = absl::InlinedVector<int64_t, 6>;
