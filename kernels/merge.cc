@@ -35,8 +35,8 @@ absl::StatusOr<MergeShape> CheckMerge(const MergePartialsArgs& a) {
   m.heads = po.dim(2);
   m.dim = po.dim(3);
   const int64_t want_lse[] = {m.parts, m.batch, m.heads};
-  if (pl.rank() != 3 || pl.dtype() != DType::kF32 || pl.dim(0) != m.parts ||
-      pl.dim(1) != m.batch || pl.dim(2) != m.heads) {
+  if (pl.rank() != 3 || pl.dtype() != DType::kF32 || pl.dim(0) != m.parts || pl.dim(1) != m.batch ||
+      pl.dim(2) != m.heads) {
     return Invalid(absl::StrCat("partial_lse: expected f32", ShapeToString(want_lse), ", got ",
                                 pl.DebugString()));
   }
@@ -51,16 +51,16 @@ absl::StatusOr<MergeShape> CheckMerge(const MergePartialsArgs& a) {
     const int64_t want[] = {m.batch, m.heads};
     if (a.lse->rank() != 2 || a.lse->dtype() != DType::kF32 || a.lse->dim(0) != m.batch ||
         a.lse->dim(1) != m.heads) {
-      return Invalid(absl::StrCat("lse: expected f32", ShapeToString(want), ", got ",
-                                  a.lse->DebugString()));
+      return Invalid(
+          absl::StrCat("lse: expected f32", ShapeToString(want), ", got ", a.lse->DebugString()));
     }
   }
   if (a.softmax_aux.has_value()) {
     const TensorView& x = *a.softmax_aux;
     const int64_t hkv = a.num_kv_heads > 0 ? a.num_kv_heads : m.heads;
     if (m.heads % hkv != 0) {
-      return Invalid(absl::StrCat("num_kv_heads: ", hkv, " does not divide the ", m.heads,
-                                  " query heads"));
+      return Invalid(
+          absl::StrCat("num_kv_heads: ", hkv, " does not divide the ", m.heads, " query heads"));
     }
     if (x.rank() == 1) {
       m.aux_kind = 1;
@@ -103,12 +103,15 @@ absl::Status MergeOnHost(const MergePartialsArgs& a, const MergeShape& m) {
       double mx = kNegInf;
       for (int64_t i = 0; i < m.parts; ++i) {
         double l = a.partial_lse.data_as<float>()[Offset(a.partial_lse, {i, b, h})];
-        if (std::isnan(l)) mx = l;
-        else if (!std::isnan(mx)) mx = std::max(mx, l);
+        if (std::isnan(l))
+          mx = l;
+        else if (!std::isnan(mx))
+          mx = std::max(mx, l);
       }
       std::vector<double> sinks;
       if (m.aux_kind != 0) {
-        const int64_t row = m.aux_kind == 1 ? 0 : (m.aux_kind == 2 ? h / m.aux_rows_per_head_div : h);
+        const int64_t row =
+            m.aux_kind == 1 ? 0 : (m.aux_kind == 2 ? h / m.aux_rows_per_head_div : h);
         for (int64_t j = 0; j < m.num_sinks; ++j) {
           const TensorView& x = *a.softmax_aux;
           const int64_t off = m.aux_kind == 1 ? Offset(x, {j}) : Offset(x, {row, j});

@@ -16,12 +16,12 @@
 namespace ragged {
 
 struct MergePartialsArgs {
-  TensorView partial_output;  // [P, B, HQ, D]; f32, f16 or bf16
-  TensorView partial_lse;     // [P, B, HQ]; f32; -inf where a partial saw no position
+  TensorView partial_output;              // [P, B, HQ, D]; f32, f16 or bf16
+  TensorView partial_lse;                 // [P, B, HQ]; f32; -inf where a partial saw no position
   std::optional<TensorView> softmax_aux;  // [NS], [HKV, NS] or [HQ, NS]; needs num_kv_heads
-  int64_t num_kv_heads = 0;  // HKV, to resolve an aux of shape [HKV, NS]; 0: HQ
-  TensorView output;              // [B, HQ, D]
-  std::optional<TensorView> lse;  // [B, HQ]; f32
+  int64_t num_kv_heads = 0;               // HKV, to resolve an aux of shape [HKV, NS]; 0: HQ
+  TensorView output;                      // [B, HQ, D]
+  std::optional<TensorView> lse;          // [B, HQ]; f32
 };
 
 // Writes the merged output (and lse). A row where no partial saw a position gets output 0 and

@@ -2,9 +2,9 @@
 
 #include <cmath>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 
 namespace ragged {
 namespace {
@@ -15,26 +15,27 @@ absl::Status Invalid(const std::string& msg) { return absl::InvalidArgumentError
 absl::Status CheckTensor(const TensorView& t, absl::string_view name, int rank_a, int rank_b,
                          absl::string_view expected_layout) {
   if (t.data() == nullptr && t.num_elements() != 0) {
-    return Invalid(absl::StrCat(name, ": data pointer is null for a non-empty tensor ",
-                                t.DebugString()));
+    return Invalid(
+        absl::StrCat(name, ": data pointer is null for a non-empty tensor ", t.DebugString()));
   }
   if (t.rank() != rank_a && t.rank() != rank_b) {
-    std::string want = rank_a == rank_b ? absl::StrCat(rank_a) : absl::StrCat(rank_a, " or ", rank_b);
+    std::string want =
+        rank_a == rank_b ? absl::StrCat(rank_a) : absl::StrCat(rank_a, " or ", rank_b);
     return Invalid(absl::StrCat(name, ": expected rank ", want, " ", expected_layout, ", got rank ",
                                 t.rank(), " ", ShapeToString(t.shape())));
   }
   for (int i = 0; i < t.rank(); ++i) {
     if (t.dim(i) < 0) {
-      return Invalid(absl::StrCat(name, ": dimension ", i, " is negative: ",
-                                  ShapeToString(t.shape())));
+      return Invalid(
+          absl::StrCat(name, ": dimension ", i, " is negative: ", ShapeToString(t.shape())));
     }
     if (t.stride(i) < 0) {
       return Invalid(absl::StrCat(name, ": stride ", i, " is negative (", t.stride(i), ")"));
     }
   }
   if (t.rank() > 0 && t.dim(t.rank() - 1) > 1 && t.stride(t.rank() - 1) != 1) {
-    return Invalid(absl::StrCat(name, ": expected innermost stride 1, got ",
-                                t.stride(t.rank() - 1)));
+    return Invalid(
+        absl::StrCat(name, ": expected innermost stride 1, got ", t.stride(t.rank() - 1)));
   }
   return absl::OkStatus();
 }
@@ -42,8 +43,9 @@ absl::Status CheckTensor(const TensorView& t, absl::string_view name, int rank_a
 absl::Status CheckDim(const TensorView& t, absl::string_view name, int dim, absl::string_view what,
                       int64_t expected) {
   if (t.dim(dim) != expected) {
-    return Invalid(absl::StrCat(name, ": expected dimension ", dim, " (", what, ") to be ", expected,
-                                ", got ", t.dim(dim), " in shape ", ShapeToString(t.shape())));
+    return Invalid(absl::StrCat(name, ": expected dimension ", dim, " (", what, ") to be ",
+                                expected, ", got ", t.dim(dim), " in shape ",
+                                ShapeToString(t.shape())));
   }
   return absl::OkStatus();
 }
@@ -77,8 +79,8 @@ absl::StatusOr<Platform> ParsePlatform(absl::string_view name) {
   if (name == "cpu") return Platform::kCpu;
   if (name == "cuda" || name == "gpu") return Platform::kCuda;
   if (name == "reference") return Platform::kReference;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown platform \"", name, "\"; expected one of auto, cpu, cuda, reference"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown platform \"", name, "\"; expected one of auto, cpu, cuda, reference"));
 }
 
 absl::StatusOr<Problem> ValidateProblem(const RaggedDecodeAttentionArgs& args,
@@ -90,14 +92,15 @@ absl::StatusOr<Problem> ValidateProblem(const RaggedDecodeAttentionArgs& args,
   const TensorView& v = args.value;
 
   // Query: [B, HQ, D] or [B, T, HQ, D].
-  if (auto s = CheckTensor(q, "query", 3, 4, "[batch, num_q_heads, head_dim] or "
-                                             "[batch, tokens, num_q_heads, head_dim]");
+  if (auto s = CheckTensor(q, "query", 3, 4,
+                           "[batch, num_q_heads, head_dim] or "
+                           "[batch, tokens, num_q_heads, head_dim]");
       !s.ok()) {
     return s;
   }
   if (!IsFloating(q.dtype())) {
-    return Invalid(absl::StrCat("query: expected dtype f32, f16 or bf16, got ",
-                                DTypeName(q.dtype())));
+    return Invalid(
+        absl::StrCat("query: expected dtype f32, f16 or bf16, got ", DTypeName(q.dtype())));
   }
   p.query_is_4d = q.rank() == 4;
   const int hq_dim = p.query_is_4d ? 2 : 1;
@@ -154,8 +157,9 @@ absl::StatusOr<Problem> ValidateProblem(const RaggedDecodeAttentionArgs& args,
   }
   const int o_h = o.rank() == 4 ? 2 : 1;
   if (o.rank() == 4 && o.dim(1) != 1) {
-    return Invalid(absl::StrCat("output: a 4-D output must be [batch, 1, num_q_heads, head_dim], got ",
-                                ShapeToString(o.shape())));
+    return Invalid(
+        absl::StrCat("output: a 4-D output must be [batch, 1, num_q_heads, head_dim], got ",
+                     ShapeToString(o.shape())));
   }
   if (auto s = CheckDim(o, "output", 0, "batch", p.batch); !s.ok()) return s;
   if (auto s = CheckDim(o, "output", o_h, "num_q_heads", p.num_q_heads); !s.ok()) return s;
@@ -176,8 +180,9 @@ absl::StatusOr<Problem> ValidateProblem(const RaggedDecodeAttentionArgs& args,
   // Sinks.
   if (args.softmax_aux.has_value()) {
     const TensorView& a = *args.softmax_aux;
-    if (auto s = CheckTensor(a, "softmax_aux", 1, 2, "[num_sinks], [num_kv_heads, num_sinks] or "
-                                                     "[num_q_heads, num_sinks]");
+    if (auto s = CheckTensor(a, "softmax_aux", 1, 2,
+                             "[num_sinks], [num_kv_heads, num_sinks] or "
+                             "[num_q_heads, num_sinks]");
         !s.ok()) {
       return s;
     }
@@ -217,8 +222,8 @@ absl::StatusOr<Problem> ValidateProblem(const RaggedDecodeAttentionArgs& args,
                         ? *options.softmax_scale
                         : static_cast<float>(1.0 / std::sqrt(static_cast<double>(p.head_dim)));
   if (!std::isfinite(p.softmax_scale) || !(p.softmax_scale > 0.0f)) {
-    return Invalid(absl::StrCat("softmax_scale: expected a finite value > 0, got ",
-                                p.softmax_scale));
+    return Invalid(
+        absl::StrCat("softmax_scale: expected a finite value > 0, got ", p.softmax_scale));
   }
   if (options.logits_soft_cap.has_value()) {
     float c = *options.logits_soft_cap;
@@ -254,8 +259,9 @@ absl::StatusOr<Problem> ValidateProblem(const RaggedDecodeAttentionArgs& args,
   // Devices: every tensor where the platform computes.
   p.device = platform == Platform::kCuda ? q.device() : Device::Cpu();
   if (platform == Platform::kCuda && !q.device().is_cuda()) {
-    return Invalid(absl::StrCat("query: the cuda platform needs tensors on a CUDA device, got one on ",
-                                q.device().ToString()));
+    return Invalid(
+        absl::StrCat("query: the cuda platform needs tensors on a CUDA device, got one on ",
+                     q.device().ToString()));
   }
   for (auto [t, name] : {std::pair{&q, "query"}, std::pair{&k, "key"}, std::pair{&v, "value"},
                          std::pair{&args.sequence_start, "sequence_start"},

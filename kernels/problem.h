@@ -27,13 +27,13 @@ enum class SinkLayout : uint8_t {
 
 struct Problem {
   // Shapes.
-  int64_t batch = 0;         // B
-  int64_t num_q_heads = 0;   // HQ
-  int64_t num_kv_heads = 0;  // HKV
-  int64_t group_size = 0;    // HQ / HKV
-  int64_t head_dim = 0;      // D
-  int64_t capacity = 0;      // S of the key/value tensors given (local to a sequence shard)
-  int64_t kv_offset = 0;     // global position of key/value row 0
+  int64_t batch = 0;           // B
+  int64_t num_q_heads = 0;     // HQ
+  int64_t num_kv_heads = 0;    // HKV
+  int64_t group_size = 0;      // HQ / HKV
+  int64_t head_dim = 0;        // D
+  int64_t capacity = 0;        // S of the key/value tensors given (local to a sequence shard)
+  int64_t kv_offset = 0;       // global position of key/value row 0
   int64_t total_capacity = 0;  // global capacity that start/end are clamped to (device side)
   int64_t num_sinks = 0;       // NS (0 without sinks)
   bool query_is_4d = false;
@@ -46,7 +46,7 @@ struct Problem {
 
   // Resolved options.
   float softmax_scale = 0.0f;
-  float soft_cap = 0.0f;  // 0: none
+  float soft_cap = 0.0f;      // 0: none
   int64_t window_left = -1;   // < 0: unbounded
   int64_t window_right = -1;  // < 0: unbounded
   Device device;
@@ -98,13 +98,12 @@ absl::StatusOr<Problem> ValidateProblem(const RaggedDecodeAttentionArgs& args,
 // Checks 0 <= start[b] <= end[b] <= total_capacity for every row, reading host copies of start and
 // end (`start`/`end` are host arrays of `problem.batch` values, contiguous). InvalidArgument names
 // the first bad row and its values.
-absl::Status ValidateRangesOnHost(const Problem& problem, const int32_t* start,
-                                  const int32_t* end);
+absl::Status ValidateRangesOnHost(const Problem& problem, const int32_t* start, const int32_t* end);
 
 // The local key/value rows [begin, end) that row b attends, with the query's global position.
 struct KvRange {
-  int64_t begin = 0;  // local row index in key/value
-  int64_t end = 0;    // exclusive; end >= begin
+  int64_t begin = 0;      // local row index in key/value
+  int64_t end = 0;        // exclusive; end >= begin
   int64_t query_pos = 0;  // global position e - 1 (meaningful when end > begin)
 };
 

@@ -27,7 +27,8 @@
 //   sequence shard computes its partial; 0 for an ordinary call.
 // - On CUDA, start/end are not read by the host: they are clamped on the device to [0, S_total]
 //   (S_total = kv_offset + S) and e < s is an empty row. With options.validate_ranges (or on the
-//   CPU platforms, whose host can see them) out-of-range rows are an InvalidArgument naming the row.
+//   CPU platforms, whose host can see them) out-of-range rows are an InvalidArgument naming the
+//   row.
 // - A 4-D query [B, T, HQ, D] uses token T-1; the output is then [B, 1, HQ, D] (or [B, HQ, D]).
 //
 // Thread-safety: the function is reentrant; concurrent calls must not share output or workspace.
@@ -38,9 +39,9 @@
 #include <optional>
 #include <string_view>
 
-#include "absl/strings/string_view.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "kernels/kernel_config.h"
 #include "runtime/stream.h"
 #include "runtime/tensor.h"
@@ -49,14 +50,15 @@ namespace ragged {
 
 enum class Platform : uint8_t { kAuto = 0, kCpu = 1, kCuda = 2, kReference = 3 };
 absl::string_view PlatformName(Platform p);
-absl::StatusOr<Platform> ParsePlatform(absl::string_view name);  // "auto", "cpu", "cuda", "reference"
+absl::StatusOr<Platform> ParsePlatform(
+    absl::string_view name);  // "auto", "cpu", "cuda", "reference"
 
 struct RaggedDecodeAttentionArgs {
-  TensorView query;           // [B, HQ, D] or [B, T, HQ, D]; f32, f16 or bf16
-  TensorView key;             // [B, S, HKV, D]; query's dtype
-  TensorView value;           // [B, S, HKV, D]; query's dtype
-  TensorView sequence_start;  // [B]; i32
-  TensorView sequence_end;    // [B]; i32
+  TensorView query;                       // [B, HQ, D] or [B, T, HQ, D]; f32, f16 or bf16
+  TensorView key;                         // [B, S, HKV, D]; query's dtype
+  TensorView value;                       // [B, S, HKV, D]; query's dtype
+  TensorView sequence_start;              // [B]; i32
+  TensorView sequence_end;                // [B]; i32
   std::optional<TensorView> softmax_aux;  // sinks: [NS], [HKV, NS] or [HQ, NS]; f32 or query's
   TensorView output;                      // [B, HQ, D] (or [B, 1, HQ, D]); query's dtype or f32
   std::optional<TensorView> lse;          // [B, HQ]; f32
@@ -77,10 +79,10 @@ struct RaggedDecodeAttentionOptions {
   std::optional<float> logits_soft_cap;         // finite and > 0 when set
   Platform platform = Platform::kAuto;
   std::optional<KernelConfig> kernel_config;  // CUDA; default: tuned or heuristic
-  int64_t kv_offset = 0;         // global position of key/value row 0 (sequence sharding)
+  int64_t kv_offset = 0;          // global position of key/value row 0 (sequence sharding)
   int64_t kv_total_capacity = 0;  // global capacity start/end may reach; 0: kv_offset + S
-  bool validate_ranges = false;  // CUDA: copy start/end to the host and check them (synchronizes)
-  int num_threads = 0;           // CPU: 0 = OpenMP's default (OMP_NUM_THREADS)
+  bool validate_ranges = false;   // CUDA: copy start/end to the host and check them (synchronizes)
+  int num_threads = 0;            // CPU: 0 = OpenMP's default (OMP_NUM_THREADS)
 };
 
 // Computes the step. On success the output (and lse, when given) is written and OK is returned;

@@ -22,9 +22,9 @@ ReferenceResult ComputeReference(const Problem& p) {
   r.lse.assign(B * HQ, -std::numeric_limits<double>::infinity());
   std::vector<double> logits;
   for (int64_t b = 0; b < B; ++b) {
-    const KvRange range = ComputeKvRange(p.sequence_start[b * p.start_stride],
-                                         p.sequence_end[b * p.end_stride], p.capacity, p.kv_offset,
-                                         p.total_capacity, p.window_left, p.window_right);
+    const KvRange range =
+        ComputeKvRange(p.sequence_start[b * p.start_stride], p.sequence_end[b * p.end_stride],
+                       p.capacity, p.kv_offset, p.total_capacity, p.window_left, p.window_right);
     for (int64_t h = 0; h < HQ; ++h) {
       const int64_t g = h / p.group_size;
       // Logits over the valid positions (steps 4-5).
@@ -42,8 +42,8 @@ ReferenceResult ComputeReference(const Problem& p) {
       // Sinks (step 6): raw logits.
       std::vector<double> sinks;
       for (int64_t j = 0; j < p.num_sinks; ++j) {
-        sinks.push_back(Load(p.aux, p.aux_dtype, p.AuxRow(h) * p.aux_stride_row +
-                                                     j * p.aux_stride_sink));
+        sinks.push_back(
+            Load(p.aux, p.aux_dtype, p.AuxRow(h) * p.aux_stride_row + j * p.aux_stride_sink));
       }
       // Step 7-8.
       double m = -std::numeric_limits<double>::infinity();

@@ -10,13 +10,12 @@
 namespace ragged::testing {
 
 std::string TestCase::ToString() const {
-  return absl::StrFormat("%s B=%d S=%d HQ=%d HKV=%d D=%d%s%s%s", DTypeName(dtype), batch, capacity,
-                         num_q_heads, num_kv_heads, head_dim,
-                         window ? absl::StrFormat(" window=(%d,%d)", window->left, window->right)
-                                : "",
-                         soft_cap ? absl::StrCat(" cap=", *soft_cap) : "",
-                         sinks != Sinks::kNone ? absl::StrCat(" sinks=", static_cast<int>(sinks))
-                                               : "");
+  return absl::StrFormat(
+      "%s B=%d S=%d HQ=%d HKV=%d D=%d%s%s%s", DTypeName(dtype), batch, capacity, num_q_heads,
+      num_kv_heads, head_dim,
+      window ? absl::StrFormat(" window=(%d,%d)", window->left, window->right) : "",
+      soft_cap ? absl::StrCat(" cap=", *soft_cap) : "",
+      sinks != Sinks::kNone ? absl::StrCat(" sinks=", static_cast<int>(sinks)) : "");
 }
 
 void RandomLengths(TestCase& c, bool offsets, bool allow_empty, uint64_t seed) {

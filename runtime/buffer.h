@@ -4,8 +4,8 @@
 // CUDA device (freed with cudaFree on that device). Both are move-only; view() returns a
 // contiguous TensorView that stays valid while the buffer lives. Not thread-safe: one owner.
 //
-//   RAGGED_ASSIGN_OR_RETURN(DeviceBuffer k, DeviceBuffer::Allocate(DType::kBF16, {B, S, 8, 128}, 0));
-//   RAGGED_RETURN_IF_ERROR(k.CopyFromHost(host_k.view(), stream));
+//   RAGGED_ASSIGN_OR_RETURN(DeviceBuffer k, DeviceBuffer::Allocate(DType::kBF16, {B, S, 8, 128},
+//   0)); RAGGED_RETURN_IF_ERROR(k.CopyFromHost(host_k.view(), stream));
 #ifndef RAGGED_RUNTIME_BUFFER_H_
 #define RAGGED_RUNTIME_BUFFER_H_
 

@@ -2,9 +2,9 @@
 
 #include <cmath>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace ragged {
 
@@ -49,7 +49,7 @@ uint16_t FloatToHalf(float f) {
   const uint32_t abs = bits & 0x7fffffffu;
   if (abs > 0x7f800000u) return sign | 0x7e00u;   // NaN
   if (abs >= 0x47800000u) return sign | 0x7c00u;  // >= 65536 (and inf): infinity
-  if (abs >= 0x38800000u) {  // normal half range: >= 2^-14
+  if (abs >= 0x38800000u) {                       // normal half range: >= 2^-14
     uint32_t mant = abs & 0x7fffffu;
     uint32_t exp = (abs >> 23) - 112;
     uint32_t half = (exp << 10) | (mant >> 13);

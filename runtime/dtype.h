@@ -9,8 +9,8 @@
 #include <cstring>
 #include <string_view>
 
-#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace ragged {
 
@@ -20,7 +20,8 @@ enum class DType : uint8_t { kF32 = 0, kF16 = 1, kBF16 = 2, kI32 = 3 };
 constexpr int64_t DTypeSize(DType t) { return t == DType::kF16 || t == DType::kBF16 ? 2 : 4; }
 // "f32", "f16", "bf16", "i32".
 absl::string_view DTypeName(DType t);
-// Parses the names above (also "float32", "float16", "bfloat16", "int32"); InvalidArgument otherwise.
+// Parses the names above (also "float32", "float16", "bfloat16", "int32"); InvalidArgument
+// otherwise.
 absl::StatusOr<DType> ParseDType(absl::string_view name);
 // True for f32, f16 and bf16.
 constexpr bool IsFloating(DType t) { return t != DType::kI32; }
@@ -40,7 +41,8 @@ inline uint32_t FloatToBits(float f) {
 inline float BFloat16ToFloat(uint16_t h) { return BitsToFloat(static_cast<uint32_t>(h) << 16); }
 inline uint16_t FloatToBFloat16(float f) {
   uint32_t bits = FloatToBits(f);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);  // NaN
+  if ((bits & 0x7fffffffu) > 0x7f800000u)
+    return static_cast<uint16_t>((bits >> 16) | 0x40u);  // NaN
   uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
   return static_cast<uint16_t>((bits + rounding) >> 16);
 }

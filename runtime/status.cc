@@ -6,9 +6,9 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 
 #if RAGGED_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -46,8 +46,8 @@ absl::Status CudaError(int code, absl::string_view call, const char* file, int l
   if (code == 0) return absl::OkStatus();
 #if RAGGED_WITH_CUDA
   auto err = static_cast<cudaError_t>(code);
-  std::string msg = absl::StrCat("CUDA error ", code, " (", cudaGetErrorName(err), "): ",
-                                 cudaGetErrorString(err));
+  std::string msg = absl::StrCat("CUDA error ", code, " (", cudaGetErrorName(err),
+                                 "): ", cudaGetErrorString(err));
   absl::StatusCode sc = absl::StatusCode::kInternal;
   if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver) {
     sc = absl::StatusCode::kFailedPrecondition;
@@ -69,7 +69,8 @@ absl::Status NcclError(int code, absl::string_view call, const char* file, int l
   auto res = static_cast<ncclResult_t>(code);
   std::string msg = absl::StrCat("NCCL error ", code, ": ", ncclGetErrorString(res));
   absl::StatusCode sc = absl::StatusCode::kInternal;
-  if (res == ncclInvalidArgument || res == ncclInvalidUsage) sc = absl::StatusCode::kInvalidArgument;
+  if (res == ncclInvalidArgument || res == ncclInvalidUsage)
+    sc = absl::StatusCode::kInvalidArgument;
   if (res == ncclRemoteError) sc = absl::StatusCode::kUnavailable;
   if (res == ncclInProgress) sc = absl::StatusCode::kUnavailable;
 #else

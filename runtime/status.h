@@ -16,9 +16,9 @@
 #include <string>
 #include <string_view>
 
-#include "absl/strings/string_view.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace ragged {
 
@@ -51,10 +51,10 @@ absl::Status AsStatus(const absl::StatusOr<T>& s) {
 #define RAGGED_INTERNAL_CONCAT(a, b) RAGGED_INTERNAL_CONCAT_(a, b)
 
 // Returns from the enclosing function if `expr` (a Status or StatusOr) is not OK.
-#define RAGGED_RETURN_IF_ERROR(expr)                                                   \
-  do {                                                                                 \
-    ::absl::Status ragged_status_ = ::ragged::internal::AsStatus(expr);                \
-    if (!ragged_status_.ok()) return ragged_status_;                                   \
+#define RAGGED_RETURN_IF_ERROR(expr)                                    \
+  do {                                                                  \
+    ::absl::Status ragged_status_ = ::ragged::internal::AsStatus(expr); \
+    if (!ragged_status_.ok()) return ragged_status_;                    \
   } while (0)
 
 // `lhs = value of expr`, or returns its Status from the enclosing function.
@@ -69,16 +69,17 @@ absl::Status AsStatus(const absl::StatusOr<T>& s) {
   ::ragged::CudaError(static_cast<int>(call), #call, __FILE__, __LINE__)
 #define RAGGED_NCCL_STATUS(call) \
   ::ragged::NcclError(static_cast<int>(call), #call, __FILE__, __LINE__)
-#define RAGGED_MPI_STATUS(call) ::ragged::MpiError(static_cast<int>(call), #call, __FILE__, __LINE__)
+#define RAGGED_MPI_STATUS(call) \
+  ::ragged::MpiError(static_cast<int>(call), #call, __FILE__, __LINE__)
 
 #define RAGGED_CUDA_RETURN_IF_ERROR(call) RAGGED_RETURN_IF_ERROR(RAGGED_CUDA_STATUS(call))
 #define RAGGED_NCCL_RETURN_IF_ERROR(call) RAGGED_RETURN_IF_ERROR(RAGGED_NCCL_STATUS(call))
 #define RAGGED_MPI_RETURN_IF_ERROR(call) RAGGED_RETURN_IF_ERROR(RAGGED_MPI_STATUS(call))
 
 // Invariant check: aborts with a message. Only where continuing would be worse than terminating.
-#define RAGGED_CHECK(cond)                                                          \
-  do {                                                                              \
-    if (!(cond)) ::ragged::internal::CheckFailed(#cond, __FILE__, __LINE__);        \
+#define RAGGED_CHECK(cond)                                                   \
+  do {                                                                       \
+    if (!(cond)) ::ragged::internal::CheckFailed(#cond, __FILE__, __LINE__); \
   } while (0)
 
 namespace ragged::internal {
