@@ -6,6 +6,7 @@
 #include <limits>
 #include <tuple>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/test_util.h"
 
