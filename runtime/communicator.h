@@ -3,10 +3,17 @@
 // A communicator is a group of `size()` ranks; this process is `rank()`. Collectives are called
 // by every rank of the group in the same order with the same counts (SPMD). Buffers:
 //   - NCCL (Backend::kNccl): device pointers on the communicator's CUDA device; the call is
-//     stream-ordered on `stream` and returns once the work is queued (or the deadline passed).
+//     stream-ordered on `stream` (nullptr: the communicator's own stream, see NcclCommunicator)
+//     and, by default, waits until that work is done or the deadline passed; see
+//     NcclCommunicator for the mode that returns once the work is queued (CUDA graphs).
 //   - MPI (Backend::kMpi): host pointers; `stream` is ignored and the call returns when done.
 // Every call either completes, or returns an error (DeadlineExceeded, Aborted, Unavailable, ...)
-// within the communicator's deadline; it never hangs. Errors carry rank and host.
+// within the communicator's deadline; it never hangs. Errors carry rank and host. A deadline or a
+// library error *breaks* the communicator: every later call fails at once with
+// FailedPrecondition quoting the first error. Make a new communicator to go on (the usual answer
+// to a fault in an SPMD job is to report it and exit). Algorithms (sharding/) depend on this
+// interface only; mpi_communicator.h and nccl_communicator.h are its two implementations, and
+// bootstrap.h starts a process and its world communicator.
 //
 // Ownership: a communicator made by Create/Split owns its library handle and frees it. A
 // borrowed one (wrapping an engine's ncclComm_t or MPI_Comm) never destroys or aborts it.
@@ -32,7 +39,12 @@ namespace ragged {
 
 enum class ReduceOp : uint8_t { kSum = 0, kMax = 1 };
 enum class CommBackend : uint8_t { kMpi = 0, kNccl = 1 };
+// "mpi", "nccl".
 absl::string_view CommBackendName(CommBackend b);
+// Parses the names above; InvalidArgument otherwise.
+absl::StatusOr<CommBackend> ParseCommBackend(absl::string_view name);
+// "sum", "max".
+absl::string_view ReduceOpName(ReduceOp op);
 
 // The default deadline of one collective.
 inline constexpr absl::Duration kDefaultCommTimeout = absl::Seconds(60);
@@ -59,7 +71,8 @@ class Communicator {
   // Returns when every rank has entered (NCCL: when queued work on `stream` is done everywhere).
   virtual absl::Status Barrier(Stream stream = nullptr) = 0;
   // Collective: ranks with the same `color` (>= 0) form a new communicator, ordered by `key`
-  // then by rank. The result is owned by the caller and independent of this one's lifetime.
+  // then by rank. The result is owned by the caller and independent of this one's lifetime; it
+  // inherits this one's timeout. A negative color is InvalidArgument.
   virtual absl::StatusOr<std::unique_ptr<Communicator>> Split(int color, int key) = 0;
 
   // The deadline of each later call (default kDefaultCommTimeout).
