@@ -499,33 +499,37 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::SplitNccl(in
   DeviceGuard guard(device_);
   RAGGED_RETURN_IF_ERROR(guard.status());
   ncclConfig_t config = NonBlockingConfig();
-  ncclComm_t child = nullptr;
+  // NCCL writes the child's handle when the split completes, from its own thread when the parent
+  // is non-blocking: the slot lives on the heap and is leaked if we stop waiting first.
+  auto slot = std::make_unique<ncclComm_t>(nullptr);
   const absl::Time start = absl::Now();
   ncclResult_t r =
-      ncclCommSplit(comm_, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &child, &config);
+      ncclCommSplit(comm_, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, slot.get(), &config);
   if (r == ncclInProgress) {
-    // The parent is busy until the split is done; the child reports its own state.
+    // The split runs as a job of the parent: the parent is busy until it is done. A member that
+    // never arrives leaves the parent stuck in it, so a deadline here aborts (and breaks) it.
     absl::Status idle = WaitIdle("Split", start + timeout_);
     if (!idle.ok()) {
-      if (child != nullptr) ncclCommAbort(child);
+      slot.release();  // NOLINT: NCCL may still write it
       return idle;
     }
   } else if (r != ncclSuccess) {
-    if (child != nullptr) ncclCommAbort(child);
+    slot.release();  // NOLINT: as above
     return Fail(NcclFailure(r, comm_, "ncclCommSplit", __FILE__, __LINE__));
   }
+  ncclComm_t child = *slot;
   if (color < 0) {
+    if (child != nullptr) ncclCommAbort(child);
     return Annotate(absl::InvalidArgumentError(absl::StrCat(
                         "Split: color must be >= 0, got ", color,
                         " (this rank took part as NCCL_SPLIT_NOCOLOR and joined no group)")),
                     "NcclCommunicator::Split", __FILE__, __LINE__);
   }
   if (child == nullptr) {
-    return Annotate(absl::InternalError("ncclCommSplit returned no communicator"),
+    return Annotate(absl::InternalError("ncclCommSplit completed without a communicator"),
                     "NcclCommunicator::Split", __FILE__, __LINE__);
   }
-  absl::Status s = WaitInit(child, "ncclCommSplit", start, timeout_);
-  if (!s.ok()) return Fail(s);  // a peer that never split leaves the parent unusable too
+  RAGGED_RETURN_IF_ERROR(WaitInit(child, "ncclCommSplit", start, timeout_));
   int rank = 0, size = 0;
   RAGGED_NCCL_RETURN_IF_ERROR(ncclCommUserRank(child, &rank));
   RAGGED_NCCL_RETURN_IF_ERROR(ncclCommCount(child, &size));
