@@ -17,6 +17,33 @@ namespace {
 
 // Chunks of one call in flight at a time: enough to overlap, few enough to bound the requests.
 constexpr int kChunksInFlight = 4;
+// MPI implementations have overflowed on messages of 2 GiB and more; no call moves more than this.
+constexpr int64_t kMaxBytesPerCall = int64_t{1} << 30;
+
+// What a rank is about to do, for set_check_arguments: compared across ranks before the call.
+enum class CallKind : int32_t {
+  kAllGather = 1,
+  kAllReduceSum,
+  kAllReduceMax,
+  kBroadcast,
+  kBarrier
+};
+
+const char* CallKindName(int32_t kind) {
+  switch (static_cast<CallKind>(kind)) {
+    case CallKind::kAllGather:
+      return "AllGather";
+    case CallKind::kAllReduceSum:
+      return "AllReduce(sum)";
+    case CallKind::kAllReduceMax:
+      return "AllReduce(max)";
+    case CallKind::kBroadcast:
+      return "Broadcast";
+    case CallKind::kBarrier:
+      return "Barrier";
+  }
+  return "unknown";
+}
 
 absl::Status MpiUnavailable(absl::string_view what) {
   return absl::FailedPreconditionError(
@@ -195,7 +222,8 @@ absl::Status MpiCommunicator::RunChunked(absl::string_view op, int64_t count, DT
   RAGGED_RETURN_IF_ERROR(CheckUsable(op));
   const absl::Time begin = absl::Now();
   const absl::Time deadline = begin + timeout_;
-  const int64_t chunk = std::min<int64_t>(max_count_per_call_, INT_MAX);
+  const int64_t chunk = std::max<int64_t>(
+      1, std::min({max_count_per_call_, int64_t{INT_MAX}, kMaxBytesPerCall / DTypeSize(dtype)}));
   const int64_t num_chunks = count == 0 ? 1 : (count + chunk - 1) / chunk;
 
   struct Pending {
@@ -259,9 +287,51 @@ absl::Status MpiCommunicator::RunChunked(absl::string_view op, int64_t count, DT
   return absl::OkStatus();
 }
 
+absl::Status MpiCommunicator::CheckSameCall(int32_t kind, int64_t count, DType dtype, int root) {
+  if (!check_arguments_) return absl::OkStatus();
+  // [kind, dtype, root, count high, count low, marker]
+  constexpr int kWords = 6;
+  const int32_t mine[kWords] = {kind,
+                                static_cast<int32_t>(dtype),
+                                root,
+                                static_cast<int32_t>(count >> 31),
+                                static_cast<int32_t>(count & INT32_MAX),
+                                0x5A17};
+  std::vector<int32_t> all(static_cast<size_t>(kWords) * size_);
+  RAGGED_RETURN_IF_ERROR(RunChunked("Allgather(argument check)", kWords, DType::kI32,
+                                    [&](int64_t, int, MPI_Request* request, MPI_Datatype*) {
+                                      return MPI_Iallgather(mine, kWords, MPI_INT32_T, all.data(),
+                                                            kWords, MPI_INT32_T, comm_, request);
+                                    }));
+  auto describe = [&](int q) {
+    const int32_t* w = &all[static_cast<size_t>(kWords) * q];
+    std::string d = absl::StrCat("rank ", q, ": ", CallKindName(w[0]));
+    if (w[0] != static_cast<int32_t>(CallKind::kBarrier)) {
+      absl::StrAppend(&d, " of ", (int64_t{w[3]} << 31) | w[4], " x ",
+                      DTypeName(static_cast<DType>(w[1])));
+    }
+    if (w[0] == static_cast<int32_t>(CallKind::kBroadcast))
+      absl::StrAppend(&d, " from root ", w[2]);
+    return d;
+  };
+  std::vector<std::string> differ;
+  for (int q = 1; q < size_; ++q) {
+    if (!std::equal(all.begin() + kWords * q, all.begin() + kWords * (q + 1), all.begin())) {
+      differ.push_back(describe(q));
+    }
+  }
+  if (differ.empty()) return absl::OkStatus();
+  return Annotate(absl::InvalidArgumentError(
+                      absl::StrCat("ranks disagree about the collective (", describe(0), "; ",
+                                   absl::StrJoin(differ, "; "), "); nothing was sent")),
+                  absl::StrCat("MpiCommunicator::", CallKindName(kind)), __FILE__, __LINE__);
+}
+
 absl::Status MpiCommunicator::AllGather(const void* send, void* recv, int64_t count, DType dtype,
                                         Stream) {
   RAGGED_RETURN_IF_ERROR(CheckCount("AllGather", count, send, recv));
+  RAGGED_RETURN_IF_ERROR(
+      CheckSameCall(static_cast<int32_t>(CallKind::kAllGather), count, dtype, 0));
   const MPI_Datatype type = MpiType(dtype);
   const int64_t esize = DTypeSize(dtype);
   const char* s = static_cast<const char*>(send);
@@ -296,6 +366,10 @@ absl::Status MpiCommunicator::AllReduce(const void* send, void* recv, int64_t co
     return absl::InvalidArgumentError(
         absl::StrCat("AllReduce: unknown reduce op ", static_cast<int>(op)));
   }
+  RAGGED_RETURN_IF_ERROR(
+      CheckSameCall(static_cast<int32_t>(op == ReduceOp::kSum ? CallKind::kAllReduceSum
+                                                              : CallKind::kAllReduceMax),
+                    count, dtype, 0));
   const MPI_Datatype type = MpiType(dtype);
   const MPI_Op mpi_op = MpiReduceOp(dtype, op);
   const int64_t esize = DTypeSize(dtype);
@@ -316,6 +390,8 @@ absl::Status MpiCommunicator::Broadcast(void* buf, int64_t count, DType dtype, i
     return absl::InvalidArgumentError(absl::StrCat(
         "Broadcast: root ", root, " is not a rank of this communicator of size ", size_));
   }
+  RAGGED_RETURN_IF_ERROR(
+      CheckSameCall(static_cast<int32_t>(CallKind::kBroadcast), count, dtype, root));
   const MPI_Datatype type = MpiType(dtype);
   const int64_t esize = DTypeSize(dtype);
   char* b = static_cast<char*>(buf);
@@ -326,6 +402,8 @@ absl::Status MpiCommunicator::Broadcast(void* buf, int64_t count, DType dtype, i
 }
 
 absl::Status MpiCommunicator::Barrier(Stream) {
+  RAGGED_RETURN_IF_ERROR(
+      CheckSameCall(static_cast<int32_t>(CallKind::kBarrier), 0, DType::kI32, 0));
   return RunChunked("Barrier", 0, DType::kI32,
                     [&](int64_t, int, MPI_Request* request, MPI_Datatype*) {
                       return MPI_Ibarrier(comm_, request);
@@ -366,6 +444,7 @@ absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::SplitMpi(int c
   std::unique_ptr<MpiCommunicator> c(new MpiCommunicator(child, /*owned=*/true, rank, size));
   c->set_timeout(timeout_);
   c->set_max_count_per_call(max_count_per_call_);
+  c->set_check_arguments(check_arguments_);
   return c;
 }
 

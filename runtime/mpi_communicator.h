@@ -10,8 +10,10 @@
 // answer to a fault in an SPMD job is to report it and exit, which is always safe.
 //
 // Counts are int64_t: a call with more than `max_count_per_call()` elements (INT_MAX by default,
-// the limit of MPI's int counts) is split into several MPI calls (chunks of an all-gather are
-// placed with a resized datatype), at most a few in flight at a time.
+// the limit of MPI's int counts, and at most 1 GiB) is split into several MPI calls (chunks of an
+// all-gather are placed with a resized datatype), at most a few in flight at a time.
+// set_check_arguments(true) makes ranks that disagree about a call fail together, before any data
+// moves, instead of corrupting data or timing out.
 // f16 and bf16 move as 16-bit words; their sum and max are user-defined MPI ops that compute in
 // f32 and round once per pairwise step.
 //
@@ -95,10 +97,19 @@ class MpiCommunicator final : public Communicator {
   const absl::Status& broken_status() const { return broken_; }
   bool broken() const { return !broken_.ok(); }
 
-  // The most elements one MPI call moves (INT_MAX by default). Lower values are for tests that
-  // exercise chunking without gigabytes of memory. Values < 1 are treated as 1.
+  // The most elements one MPI call moves (INT_MAX by default; never more than 1 GiB, as MPI
+  // implementations have overflowed on larger messages). Lower values are for tests that exercise
+  // chunking without gigabytes of memory. Values < 1 are treated as 1.
   int64_t max_count_per_call() const { return max_count_per_call_; }
   void set_max_count_per_call(int64_t n) { max_count_per_call_ = n < 1 ? 1 : n; }
+
+  // When on, every collective first compares (kind, count, dtype, root) across the ranks with a
+  // small bounded all-gather, and when they differ returns InvalidArgument on every rank, naming
+  // each rank's call, before any data moves (MPI itself may answer a mismatch with a truncation
+  // error, a hang or silently wrong data). Costs one extra small collective per call. Off by
+  // default; Split passes it on.
+  bool check_arguments() const { return check_arguments_; }
+  void set_check_arguments(bool check) { check_arguments_ = check; }
 
  private:
   MpiCommunicator(MPI_Comm comm, bool owned, int rank, int size);
@@ -111,6 +122,8 @@ class MpiCommunicator final : public Communicator {
   // count is 0), a few in flight, polled until done or the deadline. `op` names the call in errors.
   absl::Status RunChunked(absl::string_view op, int64_t count, DType dtype, StartChunk start);
   absl::Status CheckUsable(absl::string_view op) const;
+  // With check_arguments(): InvalidArgument on every rank when the ranks' calls differ.
+  absl::Status CheckSameCall(int32_t kind, int64_t count, DType dtype, int root);
   // Records `status` as the reason this communicator is broken and returns it.
   absl::Status Break(absl::Status status);
 
@@ -119,6 +132,7 @@ class MpiCommunicator final : public Communicator {
   int rank_;
   int size_;
   int64_t max_count_per_call_ = INT_MAX;
+  bool check_arguments_ = false;
   absl::Status broken_;
   // Requests and datatypes left pending by a deadline or an error: never freed (see the top).
   std::vector<MPI_Request> abandoned_requests_;

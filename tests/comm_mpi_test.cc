@@ -406,6 +406,51 @@ TEST(MpiArgumentTest, ZeroCountWithNullBuffersIsFine) {
   EXPECT_TRUE(World().Broadcast(nullptr, 0, DType::kI32, 0, nullptr).ok());
 }
 
+// With set_check_arguments, ranks that disagree fail together, before any data moves.
+
+TEST(MpiCheckArgumentsTest, CountMismatchIsInvalidArgumentOnEveryRank) {
+  std::unique_ptr<MpiCommunicator> comm = FreshWorld();
+  if (comm->size() < 2) GTEST_SKIP() << "needs 2 ranks to disagree";
+  comm->set_check_arguments(true);
+  const int odd_one = comm->size() - 1;
+  const int64_t count = comm->rank() == odd_one ? 6 : 5;
+  std::vector<float> send(6, 1.0f), recv(6 * comm->size(), 0.0f);
+  absl::Status s = comm->AllGather(send.data(), recv.data(), count, DType::kF32, nullptr);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_TRUE(Contains(s.message(), "rank 0: AllGather of 5 x f32")) << s;
+  EXPECT_TRUE(Contains(s.message(), absl::StrCat("rank ", odd_one, ": AllGather of 6 x f32"))) << s;
+  EXPECT_EQ(recv[0], 0.0f) << "data moved despite the mismatch";
+  // Nothing is broken: agreeing calls go on.
+  EXPECT_FALSE(comm->broken());
+  EXPECT_TRUE(comm->AllGather(send.data(), recv.data(), 5, DType::kF32, nullptr).ok());
+}
+
+TEST(MpiCheckArgumentsTest, DifferentCollectivesAreInvalidArgumentOnEveryRank) {
+  std::unique_ptr<MpiCommunicator> comm = FreshWorld();
+  if (comm->size() < 2) GTEST_SKIP() << "needs 2 ranks to disagree";
+  comm->set_check_arguments(true);
+  float x[4] = {1, 2, 3, 4};
+  absl::Status s = comm->rank() == 0
+                       ? comm->Broadcast(x, 4, DType::kBF16, 0, nullptr)
+                       : comm->AllReduce(x, x, 4, DType::kF32, ReduceOp::kSum, nullptr);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_TRUE(Contains(s.message(), "rank 0: Broadcast of 4 x bf16 from root 0")) << s;
+  EXPECT_TRUE(Contains(s.message(), "rank 1: AllReduce(sum) of 4 x f32")) << s;
+  EXPECT_TRUE(Contains(s.message(), HostName())) << s;
+}
+
+TEST(MpiCheckArgumentsTest, AgreeingCallsPassAndSplitInheritsTheCheck) {
+  std::unique_ptr<MpiCommunicator> comm = FreshWorld();
+  comm->set_check_arguments(true);
+  int32_t one = 1, total = 0;
+  ASSERT_TRUE(comm->AllReduce(&one, &total, 1, DType::kI32, ReduceOp::kSum, nullptr).ok());
+  EXPECT_EQ(total, comm->size());
+  EXPECT_TRUE(comm->Barrier().ok());
+  absl::StatusOr<std::unique_ptr<MpiCommunicator>> child = comm->SplitMpi(0, 0);
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_TRUE((*child)->check_arguments());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Process
 
