@@ -57,7 +57,8 @@ absl::Status AsStatus(const absl::StatusOr<T>& s) {
     if (!ragged_status_.ok()) return ragged_status_;                    \
   } while (0)
 
-// `lhs = value of expr`, or returns its Status from the enclosing function.
+// `lhs = value of expr`, or returns its Status from the enclosing function. Expands to several
+// statements (it may declare `lhs`): inside an `if`, use braces.
 #define RAGGED_ASSIGN_OR_RETURN(lhs, expr) \
   RAGGED_INTERNAL_ASSIGN_OR_RETURN(RAGGED_INTERNAL_CONCAT(ragged_statusor_, __LINE__), lhs, expr)
 #define RAGGED_INTERNAL_ASSIGN_OR_RETURN(tmp, lhs, expr) \
