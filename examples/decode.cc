@@ -5,13 +5,17 @@
 //   build/examples/decode --load=/tmp/step --save=/tmp/out --verify=all --json=/tmp/out/run.json
 //
 // Every error is one line on stderr ("decode: error: ...") and a non-zero exit status.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -31,6 +35,14 @@
 
 #if RAGGED_WITH_CUDA
 #include <cuda_runtime_api.h>
+#endif
+#if RAGGED_WITH_MPI
+#include "runtime/bootstrap.h"
+#include "runtime/mpi_communicator.h"
+#include "sharding/mesh.h"
+#include "sharding/scatter.h"
+#include "sharding/shard_plan.h"
+#include "sharding/sharded_attention.h"
 #endif
 
 ABSL_FLAG(int64_t, batch, 8, "Batch size B (sequences, one query token each).");
@@ -69,6 +81,12 @@ ABSL_FLAG(bool, testonly_corrupt_output, false,
 ABSL_FLAG(std::string, expect, "",
           "Compare the output with this .npy (e.g. the engine's own output for a --load step).");
 ABSL_FLAG(std::string, expect_lse, "", "Compare lse with this .npy (needs --lse).");
+ABSL_FLAG(std::string, mesh, "",
+          "Mesh of the MPI ranks, e.g. dp=2,tp=2 (axes dp: batch, tp: heads, sp: KV sequence; "
+          "the product must equal the number of ranks). Default: dp=<ranks> under mpirun.");
+ABSL_FLAG(std::string, out_spec, "sharded",
+          "Output layout with a mesh: sharded (like the query: (dp, tp)) or gathered "
+          "(replicated on every rank, all-gathered by the library).");
 ABSL_FLAG(std::string, json, "", "Write the figures of the run to this JSON file.");
 
 namespace ragged::examples {
@@ -90,6 +108,8 @@ struct Config {
   int threads = 0;
   std::string load, save, save_inputs, json, expect, expect_lse;
   bool corrupt = false;
+  std::string mesh;
+  bool gather_output = false;
 };
 
 // True when --name was given a value other than its default.
@@ -167,6 +187,13 @@ absl::StatusOr<Config> ConfigFromFlags() {
   c.save_inputs = absl::GetFlag(FLAGS_save_inputs);
   c.corrupt = absl::GetFlag(FLAGS_testonly_corrupt_output);
   c.json = absl::GetFlag(FLAGS_json);
+  c.mesh = absl::GetFlag(FLAGS_mesh);
+  const std::string out_spec = absl::GetFlag(FLAGS_out_spec);
+  if (out_spec != "sharded" && out_spec != "gathered") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--out_spec: expected sharded or gathered, got \"", out_spec, "\""));
+  }
+  c.gather_output = out_spec == "gathered";
   c.expect = absl::GetFlag(FLAGS_expect);
   c.expect_lse = absl::GetFlag(FLAGS_expect_lse);
   if (!c.expect_lse.empty() && !c.lse) {
@@ -261,6 +288,12 @@ absl::StatusOr<double> CompareWithFile(const TensorView& got, const std::string&
   return max_err;
 }
 
+// Adds 0.5 to element (row B-1, head 0, dim 0) of an output (--testonly_corrupt_output).
+void CorruptOutput(HostBuffer& out) {
+  const int64_t i = out.num_elements() / out.shape()[0] * (out.shape()[0] - 1);
+  StoreFromFloat(out.data(), out.dtype(), i, LoadAsFloat(out.data(), out.dtype(), i) + 0.5f);
+}
+
 // Creates `dir` (and its parents) when missing.
 absl::Status MakeDir(const std::string& dir) {
   std::error_code ec;
@@ -309,9 +342,13 @@ class StepRunner {
     RAGGED_ASSIGN_OR_RETURN(r.args_.value, to_device(in.value));
     RAGGED_ASSIGN_OR_RETURN(r.args_.sequence_start, to_device(in.start));
     RAGGED_ASSIGN_OR_RETURN(r.args_.sequence_end, to_device(in.end));
-    if (in.aux) RAGGED_ASSIGN_OR_RETURN(r.args_.softmax_aux, to_device(*in.aux));
+    if (in.aux) {
+      RAGGED_ASSIGN_OR_RETURN(r.args_.softmax_aux, to_device(*in.aux));
+    }
     RAGGED_ASSIGN_OR_RETURN(r.args_.output, to_device(r.host_output_));
-    if (lse) RAGGED_ASSIGN_OR_RETURN(r.args_.lse, to_device(r.host_lse_));
+    if (lse) {
+      RAGGED_ASSIGN_OR_RETURN(r.args_.lse, to_device(r.host_lse_));
+    }
     return r;
 #else
     return absl::FailedPreconditionError(
@@ -369,7 +406,7 @@ class StepRunner {
     return ms;
   }
 
-  const HostBuffer& output() const { return host_output_; }
+  HostBuffer& output() { return host_output_; }
   // Perturbs element (row B-1, head 0, dim 0) of the host output (--testonly_corrupt_output).
   void CorruptOutput() {
     const int64_t i =
@@ -397,15 +434,25 @@ class StepRunner {
   Stream stream_ = nullptr;
 };
 
-absl::Status Run(const Config& c) {
-  // Inputs.
-  DecodeInputs in;
-  if (!c.load.empty()) {
-    RAGGED_ASSIGN_OR_RETURN(in, LoadInputs(c.load));
-  } else {
-    RAGGED_ASSIGN_OR_RETURN(in, GenerateInputs(c.spec));
-  }
-  Platform platform = c.platform;
+// What a run measured, reported by rank 0.
+struct Outcome {
+  std::string title;                                        // first line of the table
+  std::vector<std::pair<std::string, std::string>> layout;  // mesh and per-rank rows
+  Platform platform = Platform::kCpu;
+  int ranks = 1;
+  TimeStats time;
+  // Medians over the steps of the slowest rank's phases (sharded runs).
+  std::optional<TimeStats> kernel, merge, gather;
+  nlohmann::json json;  // extra fields
+};
+
+absl::StatusOr<DecodeInputs> PrepareInputs(const Config& c) {
+  if (!c.load.empty()) return LoadInputs(c.load);
+  return GenerateInputs(c.spec);
+}
+
+absl::StatusOr<Platform> ResolvePlatform(Platform requested) {
+  Platform platform = requested;
   if (platform == Platform::kAuto) {
     platform = BuiltWithCuda() && CudaDeviceCount() > 0 ? Platform::kCuda : Platform::kCpu;
   }
@@ -414,53 +461,48 @@ absl::Status Run(const Config& c) {
         BuiltWithCuda() ? "--platform=cuda: no CUDA device is visible"
                         : "--platform=cuda: this build of ragged has no CUDA support");
   }
-  const RaggedDecodeAttentionOptions options = StepOptions(c, platform);
+  return platform;
+}
 
-  // Steps.
-  RAGGED_ASSIGN_OR_RETURN(StepRunner runner, StepRunner::Create(in, platform, c.lse));
-  RAGGED_ASSIGN_OR_RETURN(std::vector<double> samples, runner.Run(options, c.warmup, c.iterations));
-  if (c.corrupt) runner.CorruptOutput();
-  const TimeStats t = Summarize(samples);
+// Verification, comparisons, saving, the table and the JSON (rank 0, global tensors).
+absl::Status Finish(const Config& c, const DecodeInputs& in, HostBuffer& output,
+                    const HostBuffer* lse, const RaggedDecodeAttentionOptions& options,
+                    const Outcome& o) {
+  const TimeStats& t = o.time;
   const int64_t valid_bytes = ValidKvBytes(in, c.window);
   const double bandwidth = static_cast<double>(valid_bytes) / (t.median_ms * 1e-3);
+  TensorView lse_view;
+  if (lse != nullptr) lse_view = lse->view();
 
-  // Verification.
   std::optional<VerifyResult> verified;
   if (c.verify != VerifyMode::kNone) {
     const std::vector<int64_t> rows =
         SampleRows(in, c.verify == VerifyMode::kAll ? 0 : c.verify_rows, c.spec.seed);
-    const HostBuffer* lse = runner.lse();
-    TensorView lse_view;
-    if (lse != nullptr) lse_view = lse->view();
-    RAGGED_ASSIGN_OR_RETURN(
-        verified, Verify(in, runner.output().view(), lse ? &lse_view : nullptr, options, rows));
+    RAGGED_ASSIGN_OR_RETURN(verified,
+                            Verify(in, output.view(), lse ? &lse_view : nullptr, options, rows));
   }
-
   std::optional<double> expect_error, expect_lse_error;
   if (!c.expect.empty()) {
-    RAGGED_ASSIGN_OR_RETURN(expect_error, CompareWithFile(runner.output().view(), c.expect));
+    RAGGED_ASSIGN_OR_RETURN(expect_error, CompareWithFile(output.view(), c.expect));
   }
-  if (!c.expect_lse.empty()) {
-    RAGGED_ASSIGN_OR_RETURN(expect_lse_error, CompareWithFile(runner.lse()->view(), c.expect_lse));
+  if (!c.expect_lse.empty() && lse != nullptr) {
+    RAGGED_ASSIGN_OR_RETURN(expect_lse_error, CompareWithFile(lse_view, c.expect_lse));
   }
   const double tolerance = ExampleTolerance(in.dtype());
   const bool expect_passed = (!expect_error || *expect_error <= tolerance) &&
                              (!expect_lse_error || *expect_lse_error <= tolerance);
 
-  // Outputs.
   if (!c.save_inputs.empty()) RAGGED_RETURN_IF_ERROR(SaveInputs(in, c.save_inputs));
   if (!c.save.empty()) {
     RAGGED_RETURN_IF_ERROR(MakeDir(c.save));
-    RAGGED_RETURN_IF_ERROR(WriteNpy(absl::StrCat(c.save, "/output.npy"), runner.output().view()));
-    if (runner.lse() != nullptr) {
-      RAGGED_RETURN_IF_ERROR(WriteNpy(absl::StrCat(c.save, "/lse.npy"), runner.lse()->view()));
+    RAGGED_RETURN_IF_ERROR(WriteNpy(absl::StrCat(c.save, "/output.npy"), output.view()));
+    if (lse != nullptr) {
+      RAGGED_RETURN_IF_ERROR(WriteNpy(absl::StrCat(c.save, "/lse.npy"), lse->view()));
     }
   }
 
-  const std::string device = platform == Platform::kCpu
-                                 ? absl::StrCat("cpu (", HostThreads(c.threads), " threads)")
-                                 : "cuda:0";
-  Table table(absl::StrCat("ragged decode: 1 process, platform ", device));
+  Table table(o.title);
+  for (const auto& [k, v] : o.layout) table.Add(k, v);
   table.Add("query", absl::StrCat(DTypeName(in.dtype()), ShapeToString(in.query.shape())));
   table.Add("key, value",
             absl::StrCat(DTypeName(in.dtype()), ShapeToString(in.key.shape()), " each"));
@@ -469,8 +511,16 @@ absl::Status Run(const Config& c) {
   table.Rule();
   table.Add("valid K/V", absl::StrCat(FormatBytes(valid_bytes), " (padded ",
                                       FormatBytes(in.key.nbytes() * 2.0), ")"));
-  table.Add("time per step", absl::StrFormat("%.4f ms (median of %d; min %.4f, max %.4f)",
-                                             t.median_ms, t.count, t.min_ms, t.max_ms));
+  table.Add("time per step",
+            absl::StrFormat("%.4f ms (median of %d; min %.4f, max %.4f)%s", t.median_ms, t.count,
+                            t.min_ms, t.max_ms, o.ranks > 1 ? ", slowest rank" : ""));
+  if (o.kernel) {
+    table.Add("  kernel", absl::StrFormat("%.4f ms", o.kernel->median_ms));
+    table.Add("  merges (sp)", o.merge ? absl::StrFormat("%.4f ms", o.merge->median_ms)
+                                       : std::string("none (sequence not split)"));
+    table.Add("  gathers", o.gather ? absl::StrFormat("%.4f ms", o.gather->median_ms)
+                                    : std::string("none (output stays sharded)"));
+  }
   table.Add("effective bw", absl::StrCat(FormatRate(bandwidth), " (valid K/V bytes / median)"));
   if (verified) {
     std::string what = c.verify == VerifyMode::kAll ? absl::StrCat("all ", verified->rows, " rows")
@@ -478,8 +528,8 @@ absl::Status Run(const Config& c) {
     table.Add(
         "largest error",
         absl::StrFormat("%.3e%s vs the f64 reference (%s; tolerance %.0e): %s", verified->max_error,
-                        runner.lse() ? absl::StrFormat(", lse %.3e", verified->max_lse_error) : "",
-                        what, verified->tolerance, verified->passed ? "PASS" : "FAIL"));
+                        lse ? absl::StrFormat(", lse %.3e", verified->max_lse_error) : "", what,
+                        verified->tolerance, verified->passed ? "PASS" : "FAIL"));
   } else {
     table.Add("largest error", "not checked (--verify=none)");
   }
@@ -491,14 +541,15 @@ absl::Status Run(const Config& c) {
                         tolerance, expect_passed ? "PASS" : "FAIL"));
   }
   if (!c.save_inputs.empty()) table.Add("saved inputs", c.save_inputs);
-  if (!c.save.empty())
-    table.Add("saved", absl::StrCat(c.save, "/output.npy", runner.lse() ? ", lse.npy" : ""));
+  if (!c.save.empty()) {
+    table.Add("saved", absl::StrCat(c.save, "/output.npy", lse ? ", lse.npy" : ""));
+  }
   table.Print(stdout);
 
   if (!c.json.empty()) {
-    nlohmann::json j;
-    j["ranks"] = 1;
-    j["platform"] = std::string(PlatformName(platform));
+    nlohmann::json j = o.json;
+    j["ranks"] = o.ranks;
+    j["platform"] = std::string(PlatformName(o.platform));
     j["dtype"] = std::string(DTypeName(in.dtype()));
     j["query_shape"] = std::vector<int64_t>(in.query.shape().begin(), in.query.shape().end());
     j["kv_shape"] = std::vector<int64_t>(in.key.shape().begin(), in.key.shape().end());
@@ -508,6 +559,11 @@ absl::Status Run(const Config& c) {
                     {"mean", t.mean_ms},
                     {"max", t.max_ms},
                     {"count", t.count}};
+    if (o.kernel) {
+      j["phase_ms"] = {{"kernel", o.kernel->median_ms},
+                       {"merge", o.merge ? o.merge->median_ms : 0.0},
+                       {"gather", o.gather ? o.gather->median_ms : 0.0}};
+    }
     j["effective_bandwidth_gbps"] = bandwidth / 1e9;
     if (verified) {
       j["verify"] = {{"rows", verified->rows},
@@ -535,29 +591,378 @@ absl::Status Run(const Config& c) {
   return absl::OkStatus();
 }
 
+// One process, no MPI: the op called directly.
+absl::Status RunSingle(const Config& c) {
+  RAGGED_ASSIGN_OR_RETURN(DecodeInputs in, PrepareInputs(c));
+  RAGGED_ASSIGN_OR_RETURN(Platform platform, ResolvePlatform(c.platform));
+  const RaggedDecodeAttentionOptions options = StepOptions(c, platform);
+  RAGGED_ASSIGN_OR_RETURN(StepRunner runner, StepRunner::Create(in, platform, c.lse));
+  RAGGED_ASSIGN_OR_RETURN(std::vector<double> samples, runner.Run(options, c.warmup, c.iterations));
+  if (c.corrupt) CorruptOutput(runner.output());
+  Outcome o;
+  o.title = absl::StrCat("ragged decode: 1 process, platform ",
+                         platform == Platform::kCpu
+                             ? absl::StrCat("cpu (", HostThreads(c.threads), " threads)")
+                             : std::string("cuda:0"));
+  o.platform = platform;
+  o.time = Summarize(samples);
+  return Finish(c, in, runner.output(), runner.lse(), options, o);
+}
+
+#if RAGGED_WITH_MPI
+// The inputs' global description, sent from rank 0 to every rank.
+struct Header {
+  int32_t ok = 0, batch = 0, capacity = 0, q_heads = 0, kv_heads = 0, head_dim = 0, dtype = 0,
+          sinks = 0, num_sinks = 0, aux_dtype = 0, query_tokens = 0;
+  char message[400] = {0};  // rank 0's error when !ok
+};
+
+// Rank 0's status reaches every rank: OK everywhere, or rank 0's message everywhere.
+absl::Status ShareStatus(Communicator& world, absl::Status status) {
+  struct {
+    int32_t code = 0;
+    char message[400] = {0};
+  } wire;
+  if (world.rank() == 0 && !status.ok()) {
+    wire.code = static_cast<int32_t>(status.code());
+    std::snprintf(wire.message, sizeof(wire.message), "%s", std::string(status.message()).c_str());
+  }
+  RAGGED_RETURN_IF_ERROR(world.Broadcast(&wire, sizeof(wire) / 4, DType::kI32, 0, nullptr));
+  if (wire.code == 0) return absl::OkStatus();
+  if (world.rank() == 0) return status;
+  return absl::Status(static_cast<absl::StatusCode>(wire.code),
+                      absl::StrCat("rank 0 failed: ", wire.message));
+}
+
+// A 4-D query [B, T, HQ, D] becomes its last token [B, HQ, D] (what the op reads of it).
+void KeepLastToken(DecodeInputs& in) {
+  if (in.query.shape().size() != 4) return;
+  const Shape& q = in.query.shape();
+  const int64_t B = q[0], T = q[1], row = q[2] * q[3], esize = DTypeSize(in.query.dtype());
+  HostBuffer last = HostBuffer::Allocate(in.query.dtype(), {B, q[2], q[3]});
+  for (int64_t b = 0; b < B; ++b) {
+    std::memcpy(static_cast<char*>(last.data()) + b * row * esize,
+                static_cast<const char*>(in.query.data()) + (b * T + T - 1) * row * esize,
+                row * esize);
+  }
+  in.query = std::move(last);
+}
+
+// Sum of one step's phases over ranks: the slowest rank per phase.
+absl::StatusOr<std::vector<float>> MaxOverRanks(Communicator& world, std::vector<float> v) {
+  RAGGED_RETURN_IF_ERROR(world.AllReduce(v.data(), v.data(), static_cast<int64_t>(v.size()),
+                                         DType::kF32, ReduceOp::kMax, nullptr));
+  return v;
+}
+
+std::string AxesText(const Mesh& mesh, const std::vector<std::string>& axes) {
+  if (axes.empty()) return "-";
+  std::vector<std::string> parts;
+  for (const std::string& a : axes) parts.push_back(absl::StrCat(a, "=", mesh.AxisSize(a)));
+  return absl::StrJoin(parts, ",");
+}
+
+// The job over a mesh of MPI ranks: rank 0 makes or loads the inputs and scatters the shards,
+// every rank runs the sharded op, rank 0 gathers the output, checks it and reports.
+absl::Status RunSharded(const Config& c, Process& process) {
+  MpiCommunicator& world = process.world();
+  const int rank = world.rank(), size = world.size();
+  const std::string mesh_text = c.mesh.empty() ? absl::StrCat("dp=", size) : c.mesh;
+  auto parsed = Mesh::Parse(mesh_text);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--mesh: ", parsed.status().message()));
+  }
+  const Mesh mesh = *parsed;
+  if (mesh.size() != size) {
+    return absl::InvalidArgumentError(absl::StrCat("--mesh=", mesh_text, " has ", mesh.size(),
+                                                   " ranks, but the job has ", size,
+                                                   " (mpirun -np ", size, ")"));
+  }
+  RAGGED_ASSIGN_OR_RETURN(Platform platform, ResolvePlatform(c.platform));
+  if (platform == Platform::kCuda) {
+    return absl::UnimplementedError(
+        "--platform=cuda with several ranks needs the NCCL communicator, which this version of "
+        "decode does not use yet; use --platform=cpu");
+  }
+
+  // Inputs on rank 0; their description to everyone.
+  DecodeInputs in;
+  Header h;
+  absl::Status prepared = absl::OkStatus();
+  if (rank == 0) {
+    auto made = PrepareInputs(c);
+    prepared = made.status();
+    if (made.ok()) {
+      in = std::move(*made);
+      h.query_tokens = in.query.shape().size() == 4 ? static_cast<int32_t>(in.query.shape()[1]) : 0;
+      KeepLastToken(in);
+      h.batch = static_cast<int32_t>(in.batch());
+      h.capacity = static_cast<int32_t>(in.capacity());
+      h.q_heads = static_cast<int32_t>(in.num_q_heads());
+      h.kv_heads = static_cast<int32_t>(in.num_kv_heads());
+      h.head_dim = static_cast<int32_t>(in.head_dim());
+      h.dtype = static_cast<int32_t>(in.dtype());
+      if (in.aux) {
+        const Shape& a = in.aux->shape();
+        h.num_sinks = static_cast<int32_t>(a.back());
+        h.aux_dtype = static_cast<int32_t>(in.aux->dtype());
+        if (a.size() == 1) {
+          h.sinks = static_cast<int32_t>(SinkLayout::kShared);
+        } else if (a.size() == 2 && a[0] == in.num_kv_heads() && a[0] != in.num_q_heads()) {
+          h.sinks = static_cast<int32_t>(SinkLayout::kPerKvHead);
+        } else {
+          h.sinks = static_cast<int32_t>(SinkLayout::kPerQueryHead);
+        }
+      }
+    }
+  }
+  RAGGED_RETURN_IF_ERROR(ShareStatus(world, prepared));
+  RAGGED_RETURN_IF_ERROR(world.Broadcast(&h, sizeof(h) / 4, DType::kI32, 0, nullptr));
+
+  AttentionShape shape;
+  shape.batch = h.batch;
+  shape.capacity = h.capacity;
+  shape.num_q_heads = h.q_heads;
+  shape.num_kv_heads = h.kv_heads;
+  shape.head_dim = h.head_dim;
+  shape.dtype = static_cast<DType>(h.dtype);
+  shape.sinks = static_cast<SinkLayout>(h.sinks);
+  shape.num_sinks = h.num_sinks;
+  shape.aux_dtype = static_cast<DType>(h.aux_dtype);
+  shape.with_lse = c.lse;
+
+  // Threads: the cores of this host shared among its ranks, unless --threads says otherwise.
+  const int host_threads = std::max<int>(
+      1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, process.local_size()));
+  const int threads = c.threads > 0 ? c.threads : host_threads;
+  Config step_config = c;
+  step_config.threads = threads;
+  ShardedAttentionConfig cfg;
+  cfg.shape = shape;
+  cfg.specs = ShardedAttentionSpecs::Typical(mesh, shape.sinks, c.gather_output);
+  cfg.options = StepOptions(step_config, platform);
+  cfg.time_phases = true;
+  RAGGED_ASSIGN_OR_RETURN(std::unique_ptr<MeshCommunicators> comms,
+                          MeshCommunicators::Borrow(mesh, &world));
+  RAGGED_ASSIGN_OR_RETURN(std::unique_ptr<ShardedAttention> op,
+                          ShardedAttention::Create(comms.get(), cfg));
+  const ShardPlan& plan = op->plan();
+
+  // Scatter the shards.
+  auto local = [&](ShardedTensor t, DType dtype) {
+    return HostBuffer::Allocate(dtype, op->LocalShape(t));
+  };
+  HostBuffer q = local(ShardedTensor::kQuery, shape.dtype);
+  HostBuffer k = local(ShardedTensor::kKey, shape.dtype);
+  HostBuffer v = local(ShardedTensor::kValue, shape.dtype);
+  HostBuffer s = local(ShardedTensor::kSequenceStart, DType::kI32);
+  HostBuffer e = local(ShardedTensor::kSequenceEnd, DType::kI32);
+  HostBuffer aux;
+  auto scatter = [&](ShardedTensor t, const HostBuffer* global, HostBuffer& dst) {
+    return ScatterFromRoot(world, 0, rank == 0 ? global->view() : TensorView(), BoxesOf(plan, t),
+                           dst.view());
+  };
+  RAGGED_RETURN_IF_ERROR(scatter(ShardedTensor::kQuery, &in.query, q));
+  RAGGED_RETURN_IF_ERROR(scatter(ShardedTensor::kKey, &in.key, k));
+  RAGGED_RETURN_IF_ERROR(scatter(ShardedTensor::kValue, &in.value, v));
+  RAGGED_RETURN_IF_ERROR(scatter(ShardedTensor::kSequenceStart, &in.start, s));
+  RAGGED_RETURN_IF_ERROR(scatter(ShardedTensor::kSequenceEnd, &in.end, e));
+  if (shape.sinks != SinkLayout::kNone) {
+    aux = local(ShardedTensor::kSoftmaxAux, shape.aux_dtype);
+    RAGGED_RETURN_IF_ERROR(scatter(ShardedTensor::kSoftmaxAux, in.aux ? &*in.aux : nullptr, aux));
+  }
+  HostBuffer out = local(ShardedTensor::kOutput, shape.out_dtype());
+  HostBuffer lse;
+  RaggedDecodeAttentionArgs args;
+  args.query = q.view();
+  args.key = k.view();
+  args.value = v.view();
+  args.sequence_start = s.view();
+  args.sequence_end = e.view();
+  if (shape.sinks != SinkLayout::kNone) args.softmax_aux = aux.view();
+  args.output = out.view();
+  if (c.lse) {
+    lse = local(ShardedTensor::kLse, DType::kF32);
+    args.lse = lse.view();
+  }
+
+  // Steps: a barrier, then the step; its time is the slowest rank's.
+  for (int i = 0; i < c.warmup; ++i) RAGGED_RETURN_IF_ERROR(op->Run(args));
+  std::vector<float> local_ms;  // per step: total, kernel, merge, gather
+  for (int i = 0; i < c.iterations; ++i) {
+    RAGGED_RETURN_IF_ERROR(world.Barrier());
+    const auto t0 = std::chrono::steady_clock::now();
+    RAGGED_RETURN_IF_ERROR(op->Run(args));
+    const auto t1 = std::chrono::steady_clock::now();
+    const ShardedAttentionTimings& pt = op->last_timings();
+    local_ms.push_back(
+        static_cast<float>(std::chrono::duration<double, std::milli>(t1 - t0).count()));
+    local_ms.push_back(static_cast<float>(pt.kernel_s * 1e3));
+    local_ms.push_back(static_cast<float>(pt.merge_s * 1e3));
+    local_ms.push_back(static_cast<float>(pt.gather_s * 1e3));
+  }
+  RAGGED_ASSIGN_OR_RETURN(std::vector<float> ms, MaxOverRanks(world, local_ms));
+
+  // The global output on rank 0.
+  HostBuffer global_out, global_lse;
+  if (rank == 0) {
+    global_out =
+        HostBuffer::Allocate(shape.out_dtype(), {shape.batch, shape.num_q_heads, shape.head_dim});
+    if (c.lse) global_lse = HostBuffer::Allocate(DType::kF32, {shape.batch, shape.num_q_heads});
+  }
+  RAGGED_RETURN_IF_ERROR(GatherToRoot(world, 0, out.view(), BoxesOf(plan, ShardedTensor::kOutput),
+                                      rank == 0 ? global_out.view() : TensorView()));
+  if (c.lse) {
+    RAGGED_RETURN_IF_ERROR(GatherToRoot(world, 0, lse.view(), BoxesOf(plan, ShardedTensor::kLse),
+                                        rank == 0 ? global_lse.view() : TensorView()));
+  }
+
+  // Where the ranks run: "host (ranks a-b), ...", from every rank's host name.
+  struct alignas(4) Name {
+    char text[64] = {0};
+  };
+  std::vector<Name> names(size);
+  Name mine;
+  std::snprintf(mine.text, sizeof(mine.text), "%s", HostName().c_str());
+  RAGGED_RETURN_IF_ERROR(
+      world.AllGather(&mine, names.data(), sizeof(Name) / 4, DType::kI32, nullptr));
+
+  absl::Status finished = absl::OkStatus();
+  if (rank == 0) {
+    if (c.corrupt) CorruptOutput(global_out);
+    Outcome o;
+    o.title = absl::StrCat("ragged decode: ", size, " ranks, mesh ", mesh.ToString(),
+                           ", platform cpu (", threads, " threads per rank)");
+    o.platform = platform;
+    o.ranks = size;
+    std::vector<double> total, kernel, merge, gather;
+    for (size_t i = 0; i + 3 < ms.size(); i += 4) {
+      total.push_back(ms[i]);
+      kernel.push_back(ms[i + 1]);
+      merge.push_back(ms[i + 2]);
+      gather.push_back(ms[i + 3]);
+    }
+    o.time = Summarize(total);
+    o.kernel = Summarize(kernel);
+    if (plan.seq_shards > 1) o.merge = Summarize(merge);
+    if (!plan.gather_axes().empty()) o.gather = Summarize(gather);
+    o.layout.push_back({"mesh", absl::StrCat(mesh.ToString(), " (", size, " ranks; batch over ",
+                                             AxesText(mesh, plan.batch_axes), ", heads over ",
+                                             AxesText(mesh, plan.head_axes), ", sequence over ",
+                                             AxesText(mesh, plan.seq_axes), ")")});
+    std::string hosts;
+    int distinct = 0;
+    for (int r = 0; r < size;) {
+      int last = r;
+      while (last + 1 < size && std::strcmp(names[last + 1].text, names[r].text) == 0) ++last;
+      absl::StrAppend(&hosts, hosts.empty() ? "" : ", ", names[r].text,
+                      last == r ? absl::StrCat(" (rank ", r, ")")
+                                : absl::StrCat(" (ranks ", r, "-", last, ")"));
+      ++distinct;
+      r = last + 1;
+    }
+    o.layout.push_back({"hosts", hosts});
+    o.json["hosts"] = distinct;
+    o.layout.push_back({"out_spec", absl::StrCat(c.gather_output ? "gathered " : "sharded ",
+                                                 plan.specs.output.ToString(), ", gathers over ",
+                                                 AxesText(mesh, plan.gather_axes()))});
+    auto local_text = [&](ShardedTensor t, DType dtype) {
+      return absl::StrCat(DTypeName(dtype), ShapeToString(op->LocalShape(t)));
+    };
+    o.layout.push_back(
+        {"per rank",
+         absl::StrCat("query ", local_text(ShardedTensor::kQuery, shape.dtype), ", key/value ",
+                      local_text(ShardedTensor::kKey, shape.dtype),
+                      plan.kv_heads_replicated ? " (KV heads replicated)" : "", ", output ",
+                      local_text(ShardedTensor::kOutput, shape.out_dtype()))});
+    if (h.query_tokens > 0) {
+      o.layout.push_back({"note", absl::StrCat("query.npy has ", h.query_tokens,
+                                               " tokens: the last one is used")});
+    }
+    o.json["mesh"] = mesh.ToString();
+    o.json["out_spec"] = c.gather_output ? "gathered" : "sharded";
+    o.json["threads_per_rank"] = threads;
+    o.json["local_query_shape"] = std::vector<int64_t>(
+        op->LocalShape(ShardedTensor::kQuery).begin(), op->LocalShape(ShardedTensor::kQuery).end());
+    o.json["local_kv_shape"] = std::vector<int64_t>(op->LocalShape(ShardedTensor::kKey).begin(),
+                                                    op->LocalShape(ShardedTensor::kKey).end());
+    finished = Finish(c, in, global_out, c.lse ? &global_lse : nullptr, cfg.options, o);
+  }
+  return ShareStatus(world, finished);
+}
+#endif  // RAGGED_WITH_MPI
+
 }  // namespace
 }  // namespace ragged::examples
 
-int main(int argc, char** argv) {
+namespace ragged::examples {
+namespace {
+
+// True when a launcher (mpirun, srun with PMI/PMIx) started this process.
+bool LaunchedByMpi() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK"}) {
+    if (std::getenv(v) != nullptr) return true;
+  }
+  return false;
+}
+
+// The launcher's rank of this process before MPI starts, for error lines (-1: unknown).
+int LauncherRank() {
+  for (const char* v : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"}) {
+    if (const char* r = std::getenv(v)) return std::atoi(r);
+  }
+  return -1;
+}
+
+void PrintError(int rank, int size, absl::string_view message) {
+  if (size > 1 || rank > 0) {
+    std::fprintf(stderr, "decode (rank %d): error: %s\n", rank, std::string(message).c_str());
+  } else {
+    std::fprintf(stderr, "decode: error: %s\n", std::string(message).c_str());
+  }
+}
+
+int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "ragged decode attention: runs decode steps, times them and checks them against the "
-      "reference.\n  decode --batch=8 --capacity=4096 --lengths=uniform --dtype=bf16\n"
-      "  decode --load=DIR --save=DIR --verify=all");
+      "reference.\n"
+      "  decode --batch=8 --capacity=4096 --lengths=uniform --dtype=bf16\n"
+      "  decode --load=DIR --save=DIR --verify=all\n"
+      "  mpirun -np 4 decode --mesh=dp=2,tp=2 --out_spec=gathered");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  const int launcher_rank = LauncherRank();
   if (rest.size() > 1) {
-    std::fprintf(stderr, "decode: error: unexpected argument \"%s\" (flags are --name=value)\n",
-                 rest[1]);
+    PrintError(launcher_rank, 1,
+               absl::StrCat("unexpected argument \"", rest[1], "\" (flags are --name=value)"));
     return 2;
   }
-  auto config = ragged::examples::ConfigFromFlags();
+  auto config = ConfigFromFlags();
   if (!config.ok()) {
-    std::fprintf(stderr, "decode: error: %s\n", std::string(config.status().message()).c_str());
+    PrintError(launcher_rank, 1, config.status().message());
     return 2;
   }
-  const absl::Status s = ragged::examples::Run(*config);
-  if (!s.ok()) {
-    std::fprintf(stderr, "decode: error: %s\n", std::string(s.message()).c_str());
+  if (!LaunchedByMpi() && config->mesh.empty()) {
+    const absl::Status s = RunSingle(*config);
+    if (!s.ok()) PrintError(0, 1, s.message());
+    return s.ok() ? 0 : 1;
+  }
+#if RAGGED_WITH_MPI
+  auto process = Process::Init(&argc, &argv);
+  if (!process.ok()) {
+    PrintError(launcher_rank, 1, process.status().message());
     return 1;
   }
-  return 0;
+  const int rank = (*process)->rank(), size = (*process)->size();
+  const absl::Status s = RunSharded(*config, **process);
+  if (!s.ok()) PrintError(rank, size, s.message());
+  return s.ok() ? 0 : 1;
+#else
+  PrintError(launcher_rank, 1, "--mesh and mpirun need a build of ragged with MPI");
+  return 2;
+#endif
 }
+
+}  // namespace
+}  // namespace ragged::examples
+
+int main(int argc, char** argv) { return ragged::examples::Main(argc, argv); }

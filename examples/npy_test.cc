@@ -126,6 +126,9 @@ INSTANTIATE_TEST_SUITE_P(Files, NpyWriterMatchesNumPy,
 struct RoundTripCase {
   DType dtype;
   std::vector<int64_t> shape;
+  friend void PrintTo(const RoundTripCase& c, std::ostream* os) {
+    *os << DTypeName(c.dtype) << ShapeToString(c.shape);
+  }
 };
 
 class NpyRoundTrip : public ::testing::TestWithParam<RoundTripCase> {};
@@ -182,6 +185,7 @@ struct MalformedCase {
   const char* name;
   std::string bytes;
   const char* message;
+  friend void PrintTo(const MalformedCase& c, std::ostream* os) { *os << c.name; }
 };
 
 class NpyMalformed : public ::testing::TestWithParam<MalformedCase> {};
