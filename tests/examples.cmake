@@ -127,6 +127,12 @@ if(RAGGED_WITH_MPI)
     COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/examples_scaling.sh $<TARGET_FILE:scaling>)
   set_tests_properties(examples_scaling PROPERTIES LABELS "examples;mpi" TIMEOUT 300
                        PROCESSORS 2)
+  # The README's embedding sample, built against the installed package.
+  add_test(NAME examples_embed_installed
+    COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/examples_embed.sh ${PROJECT_BINARY_DIR}
+            ${PROJECT_SOURCE_DIR} ${MPIEXEC_EXECUTABLE})
+  set_tests_properties(examples_embed_installed PROPERTIES LABELS "examples;mpi" TIMEOUT 300
+                       PROCESSORS 2 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
   add_test(NAME examples_multinode_netns
     COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/examples_multinode.sh ${PROJECT_SOURCE_DIR}/scripts
             $<TARGET_FILE:decode>)
