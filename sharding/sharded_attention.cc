@@ -91,50 +91,21 @@ absl::StatusOr<std::unique_ptr<ShardedAttention>> ShardedAttention::Create(
   op->comms_ = comms;
   op->rank_ = comms->rank();
   op->time_phases_ = config.time_phases;
-  Communicator& world = comms->world();
 
-  // Resolve the platform first: it is part of what the ranks must agree on.
-  RaggedDecodeAttentionOptions options = config.options;
-  if (options.platform == Platform::kAuto) {
-    options.platform = world.backend() == CommBackend::kNccl ? Platform::kCuda : Platform::kCpu;
-  }
-  op->platform_ = options.platform;
-  op->device_ = options.platform == Platform::kCuda ? Device::Cuda(config.device) : Device::Cpu();
-
-  ShardedAttentionConfig resolved = config;
-  resolved.options = options;
-  RAGGED_RETURN_IF_ERROR(op->CheckConfigAgreement(resolved));
-
-  RAGGED_ASSIGN_OR_RETURN(op->plan_,
-                          PlanShardedAttention(comms->mesh(), config.specs, config.shape));
+  // Everything this rank can check alone, then one collective: the ranks agree on the
+  // configuration and learn whether any of them failed, so that they fail together and none goes
+  // on to the Splits alone.
+  const absl::Status local = op->Prepare(config);
+  RAGGED_RETURN_IF_ERROR(op->CheckAgreement(config, local));
   const ShardPlan& plan = op->plan_;
-  if (options.kv_offset != 0 || options.kv_total_capacity != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("options: kv_offset (", options.kv_offset, ") and kv_total_capacity (",
-                     options.kv_total_capacity, ") are set by the sharded runtime; leave them 0"));
-  }
-  if (options.platform == Platform::kCuda) {
-    if (!BuiltWithCuda()) {
-      return absl::FailedPreconditionError(
-          "platform cuda: this build of ragged has no CUDA support");
-    }
-    if (config.device < 0 || config.device >= CudaDeviceCount()) {
-      return absl::FailedPreconditionError(absl::StrCat("platform cuda: device ", config.device,
-                                                        " is not available (", CudaDeviceCount(),
-                                                        " visible)"));
-    }
-  }
-  options.kv_offset = plan.SeqIndex(op->rank_) * plan.local_capacity;
-  options.kv_total_capacity = plan.shape.capacity;
-  op->options_ = options;
 
   // Communicators, in the same order on every rank.
   const CommBackend want =
-      options.platform == Platform::kCuda ? CommBackend::kNccl : CommBackend::kMpi;
+      op->platform_ == Platform::kCuda ? CommBackend::kNccl : CommBackend::kMpi;
   auto check_backend = [&](Communicator* c, absl::Span<const std::string> axes) -> absl::Status {
     if (c->backend() != want) {
       return absl::FailedPreconditionError(
-          absl::StrCat("platform ", PlatformName(options.platform), " needs ", BackendName(want),
+          absl::StrCat("platform ", PlatformName(op->platform_), " needs ", BackendName(want),
                        " communicators (", want == CommBackend::kNccl ? "device" : "host",
                        " buffers), but the communicator for axes (", absl::StrJoin(axes, ", "),
                        ") is ", BackendName(c->backend())));
@@ -145,7 +116,6 @@ absl::StatusOr<std::unique_ptr<ShardedAttention>> ShardedAttention::Create(
     RAGGED_ASSIGN_OR_RETURN(op->seq_comm_, comms->ForAxes(plan.seq_axes));
     RAGGED_RETURN_IF_ERROR(check_backend(op->seq_comm_, plan.seq_axes));
   }
-  op->gather_size_ = plan.gather_batch_size * plan.gather_head_size;
   if (op->gather_size_ > 1) {
     const std::vector<std::string> axes = plan.gather_axes();
     RAGGED_ASSIGN_OR_RETURN(op->gather_comm_, comms->ForAxes(axes));
@@ -155,36 +125,85 @@ absl::StatusOr<std::unique_ptr<ShardedAttention>> ShardedAttention::Create(
   return op;
 }
 
-absl::Status ShardedAttention::CheckConfigAgreement(const ShardedAttentionConfig& config) {
+absl::Status ShardedAttention::Prepare(const ShardedAttentionConfig& config) {
   Communicator& world = comms_->world();
-  if (world.size() == 1) return absl::OkStatus();
+  RaggedDecodeAttentionOptions options = config.options;
+  if (options.platform == Platform::kAuto) {
+    options.platform = world.backend() == CommBackend::kNccl ? Platform::kCuda : Platform::kCpu;
+  }
+  platform_ = options.platform;
+  device_ = platform_ == Platform::kCuda ? Device::Cuda(config.device) : Device::Cpu();
+  options_ = options;  // resolved, for the agreement check; completed below
+
+  RAGGED_ASSIGN_OR_RETURN(plan_, PlanShardedAttention(comms_->mesh(), config.specs, config.shape));
+  if (options.kv_offset != 0 || options.kv_total_capacity != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("options: kv_offset (", options.kv_offset, ") and kv_total_capacity (",
+                     options.kv_total_capacity, ") are set by the sharded runtime; leave them 0"));
+  }
+  if (platform_ == Platform::kCuda) {
+    if (!BuiltWithCuda()) {
+      return absl::FailedPreconditionError(
+          "platform cuda: this build of ragged has no CUDA support");
+    }
+    if (config.device < 0 || config.device >= CudaDeviceCount()) {
+      return absl::FailedPreconditionError(absl::StrCat("platform cuda: device ", config.device,
+                                                        " is not available (", CudaDeviceCount(),
+                                                        " visible)"));
+    }
+  }
+  gather_size_ = plan_.gather_batch_size * plan_.gather_head_size;
+  const CommBackend want = platform_ == Platform::kCuda ? CommBackend::kNccl : CommBackend::kMpi;
+  if ((plan_.seq_shards > 1 || gather_size_ > 1) && world.backend() != want) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("platform ", PlatformName(platform_), " needs ", BackendName(want),
+                     " communicators (", want == CommBackend::kNccl ? "device" : "host",
+                     " buffers), but the world communicator is ", BackendName(world.backend())));
+  }
+  options_.kv_offset = plan_.SeqIndex(rank_) * plan_.local_capacity;
+  options_.kv_total_capacity = plan_.shape.capacity;
+  return absl::OkStatus();
+}
+
+absl::Status ShardedAttention::CheckAgreement(const ShardedAttentionConfig& config,
+                                              const absl::Status& local) {
+  Communicator& world = comms_->world();
+  if (world.size() == 1) return local;
+  RaggedDecodeAttentionOptions resolved = config.options;
+  resolved.platform = platform_;
   const std::string desc =
       absl::StrCat("mesh (", comms_->mesh().ToString(), ") ", config.shape.ToString(), " ",
-                   config.specs.ToString(), " ", DescribeOptions(config.options));
+                   config.specs.ToString(), " ", DescribeOptions(resolved));
   const uint64_t h = Fnv1a(desc);
   // max over ranks of (x, -x) gives (max, -min): all equal iff max == min. 31-bit halves keep the
-  // negation in range.
+  // negation in range. The last word is the highest failing rank + 1 (0: none failed).
   const int32_t lo = static_cast<int32_t>(h & 0x7fffffff);
   const int32_t hi = static_cast<int32_t>((h >> 31) & 0x7fffffff);
-  int32_t v[4] = {lo, hi, -lo, -hi};
+  int32_t v[5] = {lo, hi, -lo, -hi, local.ok() ? 0 : world.rank() + 1};
   if (world.backend() == CommBackend::kNccl) {
-    const int64_t shape[] = {4};
+    const int64_t shape[] = {5};
     RAGGED_ASSIGN_OR_RETURN(DeviceBuffer d,
                             DeviceBuffer::Allocate(DType::kI32, shape, world.device()));
     TensorView host(v, DType::kI32, shape);
     RAGGED_RETURN_IF_ERROR(d.CopyFromHost(host, config.stream));
     RAGGED_RETURN_IF_ERROR(
-        world.AllReduce(d.data(), d.data(), 4, DType::kI32, ReduceOp::kMax, config.stream));
+        world.AllReduce(d.data(), d.data(), 5, DType::kI32, ReduceOp::kMax, config.stream));
     RAGGED_RETURN_IF_ERROR(d.CopyToHost(host, config.stream));
     RAGGED_RETURN_IF_ERROR(SynchronizeStream(config.stream));
   } else {
-    RAGGED_RETURN_IF_ERROR(world.AllReduce(v, v, 4, DType::kI32, ReduceOp::kMax, nullptr));
+    RAGGED_RETURN_IF_ERROR(world.AllReduce(v, v, 5, DType::kI32, ReduceOp::kMax, nullptr));
   }
   if (v[0] != lo || v[1] != hi || -v[2] != lo || -v[3] != hi) {
     return absl::InvalidArgumentError(absl::StrCat(
         "ShardedAttention: the ranks disagree about the configuration (mesh, shapes, specs or "
         "options); every rank must pass the same. Rank ",
         world.rank(), " has: ", desc));
+  }
+  if (!local.ok()) return local;
+  if (v[4] != 0) {
+    return absl::AbortedError(
+        absl::StrCat("ShardedAttention: rank ", v[4] - 1,
+                     " could not set up (its error says why); this rank's setup was valid"));
   }
   return absl::OkStatus();
 }

@@ -20,12 +20,13 @@
 // CUDA graph. kAuto is kCuda when the world communicator is NCCL, else kCpu. The calling thread's
 // current CUDA device must be config.device.
 //
-// Collectives: Create is collective over the mesh's world communicator: before anything else it
-// checks, with one small all-reduce, that every rank passed the same configuration, and fails on
-// every rank with InvalidArgument when they differ; it then asks the MeshCommunicators for the
-// groups it needs (Split on first use). Run is collective over the sequence and gather groups:
-// every rank of the mesh calls it, once per step, in the same order. A failed or missing peer gives
-// an error within the communicators' deadline.
+// Collectives: Create is collective over the mesh's world communicator: after the checks that need
+// no peer, one small all-reduce tells every rank whether all ranks passed the same configuration
+// (InvalidArgument on every rank when not) and whether any rank failed its own checks (that rank
+// returns its error, the others Aborted naming it), so that the ranks fail together; only then does
+// it ask the MeshCommunicators for the groups it needs (Split on first use). Run is collective over
+// the sequence and gather groups: every rank of the mesh calls it, once per step, in the same
+// order. A failed or missing peer gives an error within the communicators' deadline.
 //
 // Ownership: the object borrows `comms` (which must outlive it) and owns its buffers. The caller
 // owns every tensor passed to Run. Thread-safety: one thread at a time.
@@ -84,7 +85,8 @@ class ShardedAttention {
   // agreement of all ranks), makes or reuses the communicators, and allocates every buffer.
   // Collective over comms->world(). InvalidArgument for a bad spec or shape (naming the tensor,
   // dimension and axes) or a disagreement between ranks; FailedPrecondition for a platform whose
-  // communicators or device are missing.
+  // communicators or device are missing; Aborted when another rank failed its checks; the
+  // communicators' errors (DeadlineExceeded, ...).
   static absl::StatusOr<std::unique_ptr<ShardedAttention>> Create(
       MeshCommunicators* comms, const ShardedAttentionConfig& config);
   ShardedAttention(const ShardedAttention&) = delete;
@@ -115,7 +117,11 @@ class ShardedAttention {
 
  private:
   ShardedAttention() = default;
-  absl::Status CheckConfigAgreement(const ShardedAttentionConfig& config);
+  // This rank's checks and plan (no communication).
+  absl::Status Prepare(const ShardedAttentionConfig& config);
+  // The one setup collective: agreement of the configurations, and of `local`, this rank's
+  // result of Prepare. Returns the first of: disagreement, `local`, another rank's failure.
+  absl::Status CheckAgreement(const ShardedAttentionConfig& config, const absl::Status& local);
   absl::Status AllocateBuffers();
   absl::StatusOr<TensorView> Allocate(DType dtype, absl::Span<const int64_t> shape);
   absl::Status CheckLocal(const RaggedDecodeAttentionArgs& local) const;

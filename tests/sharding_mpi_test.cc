@@ -286,6 +286,13 @@ ReferenceResult RefBox(const ReferenceResult& ref, const ShardBox& box, int64_t 
 
 using Heads = std::pair<int64_t, int64_t>;  // (HQ, HKV)
 
+// GQA groups of 4 (KV heads replicated when tp > 2) and MQA (replicated when tp > 1). With 8
+// oversubscribed ranks, MQA is left out to keep the run short: tp = 4 and 8 replicate already.
+std::vector<Heads> WorldHeads() {
+  if (TestProcess().size() >= 8) return {Heads{8, 2}};
+  return {Heads{8, 2}, Heads{8, 1}};
+}
+
 class ShardedAttentionMpiTest
     : public ::testing::TestWithParam<std::tuple<MeshShape, Heads, Feature, OutMode>> {};
 
@@ -322,8 +329,7 @@ TEST_P(ShardedAttentionMpiTest, MatchesTheReference) {
 
 INSTANTIATE_TEST_SUITE_P(
     Meshes, ShardedAttentionMpiTest,
-    ::testing::Combine(::testing::ValuesIn(WorldMeshes()),
-                       ::testing::Values(Heads{8, 2}, Heads{8, 1}),
+    ::testing::Combine(::testing::ValuesIn(WorldMeshes()), ::testing::ValuesIn(WorldHeads()),
                        ::testing::Values(Feature::kPlain, Feature::kWindowCapQSinks,
                                          Feature::kOffsetsKvSinks, Feature::kWindowSharedSinks),
                        ::testing::Values(OutMode::kSharded, OutMode::kGathered,
@@ -501,6 +507,25 @@ TEST(ShardedAttentionMpi, RanksThatDisagreeFailTogether) {
   // The world is still usable: the check left no collective pending.
   cfg = SmallConfig(*comms);
   EXPECT_TRUE(ShardedAttention::Create(comms, cfg).ok());
+}
+
+TEST(ShardedAttentionMpi, ARankThatFailsAloneFailsEveryRank) {
+  if (TestProcess().size() < 2) GTEST_SKIP() << "needs 2 or more ranks";
+  MeshCommunicators* comms = CommsFor(TpMesh());
+  ASSERT_NE(comms, nullptr);
+  ShardedAttentionConfig cfg = SmallConfig(*comms);
+  // kv_offset is the runtime's to set; only the last rank gets it wrong.
+  const int last = TestProcess().size() - 1;
+  if (comms->rank() == last) cfg.options.kv_offset = 8;
+  absl::StatusOr<std::unique_ptr<ShardedAttention>> op = ShardedAttention::Create(comms, cfg);
+  ASSERT_FALSE(op.ok());
+  if (comms->rank() == last) {
+    EXPECT_EQ(op.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(op.status().message(), HasSubstr("options: kv_offset (8)"));
+  } else {
+    EXPECT_EQ(op.status().code(), absl::StatusCode::kAborted);
+    EXPECT_THAT(op.status().message(), HasSubstr(absl::StrCat("rank ", last, " could not set up")));
+  }
 }
 
 TEST(ShardedAttentionMpi, CudaPlatformNeedsCudaAndNccl) {
