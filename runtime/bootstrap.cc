@@ -24,6 +24,9 @@
 #include "runtime/nccl_communicator.h"
 #endif
 
+// Every error names the call, and this rank and host.
+#define RAGGED_COMM_ERROR(status) ::ragged::Annotate((status), __func__, __FILE__, __LINE__)
+
 namespace ragged {
 
 absl::StatusOr<std::unique_ptr<Process>> Process::Init(int* argc, char*** argv,
@@ -32,9 +35,9 @@ absl::StatusOr<std::unique_ptr<Process>> Process::Init(int* argc, char*** argv,
   RAGGED_MPI_RETURN_IF_ERROR(MPI_Initialized(&initialized));
   RAGGED_MPI_RETURN_IF_ERROR(MPI_Finalized(&finalized));
   if (finalized) {
-    return absl::FailedPreconditionError(
+    return RAGGED_COMM_ERROR(absl::FailedPreconditionError(
         "Process::Init: MPI was already finalized in this process and cannot be initialized "
-        "again; keep one Process for the whole program");
+        "again; keep one Process for the whole program"));
   }
   std::unique_ptr<Process> p(new Process());
   p->finalize_timeout_ = options.finalize_timeout;
@@ -157,9 +160,9 @@ std::string UuidString(const uint8_t* u) {
 
 absl::Status CheckOneRankPerGpu(Communicator& world, int device) {
   if (world.backend() != CommBackend::kMpi) {
-    return absl::InvalidArgumentError(
+    return RAGGED_COMM_ERROR(absl::InvalidArgumentError(
         absl::StrCat("CheckOneRankPerGpu needs a host (MPI) communicator, got ",
-                     CommBackendName(world.backend())));
+                     CommBackendName(world.backend()))));
   }
   DeviceRecord mine;
   std::memset(&mine, 0, sizeof(mine));

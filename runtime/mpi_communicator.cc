@@ -12,6 +12,9 @@
 #include "absl/strings/str_join.h"
 #include "runtime/status.h"
 
+// Every error names the call, and this rank and host.
+#define RAGGED_COMM_ERROR(status) ::ragged::Annotate((status), __func__, __FILE__, __LINE__)
+
 namespace ragged {
 namespace {
 
@@ -46,8 +49,8 @@ const char* CallKindName(int32_t kind) {
 }
 
 absl::Status MpiUnavailable(absl::string_view what) {
-  return absl::FailedPreconditionError(
-      absl::StrCat(what, ": MPI is not initialized or already finalized"));
+  return RAGGED_COMM_ERROR(absl::FailedPreconditionError(
+      absl::StrCat(what, ": MPI is not initialized or already finalized")));
 }
 
 bool MpiActive() {
@@ -124,12 +127,13 @@ MPI_Op MpiReduceOp(DType t, ReduceOp op) {
 
 absl::Status CheckCount(absl::string_view op, int64_t count, const void* a, const void* b) {
   if (count < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": count must be >= 0, got ", count));
+    return RAGGED_COMM_ERROR(
+        absl::InvalidArgumentError(absl::StrCat(op, ": count must be >= 0, got ", count)));
   }
   if (count > 0 && (a == nullptr || b == nullptr)) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": null buffer with count ", count,
-                                                   " (send ", a == nullptr ? "null" : "ok",
-                                                   ", recv ", b == nullptr ? "null" : "ok", ")"));
+    return RAGGED_COMM_ERROR(absl::InvalidArgumentError(
+        absl::StrCat(op, ": null buffer with count ", count, " (send ",
+                     a == nullptr ? "null" : "ok", ", recv ", b == nullptr ? "null" : "ok", ")")));
   }
   return absl::OkStatus();
 }
@@ -171,7 +175,8 @@ absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(MPI_Com
                                                                          absl::Duration timeout) {
   if (!MpiActive()) return MpiUnavailable("MpiCommunicator::Create");
   if (comm == MPI_COMM_NULL) {
-    return absl::InvalidArgumentError("MpiCommunicator::Create: comm is MPI_COMM_NULL");
+    return RAGGED_COMM_ERROR(
+        absl::InvalidArgumentError("MpiCommunicator::Create: comm is MPI_COMM_NULL"));
   }
   MPI_Comm dup = MPI_COMM_NULL;
   MPI_Request request = MPI_REQUEST_NULL;
@@ -194,7 +199,8 @@ absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(MPI_Com
 absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Borrow(MPI_Comm comm) {
   if (!MpiActive()) return MpiUnavailable("MpiCommunicator::Borrow");
   if (comm == MPI_COMM_NULL) {
-    return absl::InvalidArgumentError("MpiCommunicator::Borrow: comm is MPI_COMM_NULL");
+    return RAGGED_COMM_ERROR(
+        absl::InvalidArgumentError("MpiCommunicator::Borrow: comm is MPI_COMM_NULL"));
   }
   int rank = 0, size = 0;
   RAGGED_MPI_RETURN_IF_ERROR(MPI_Comm_rank(comm, &rank));
@@ -363,8 +369,8 @@ absl::Status MpiCommunicator::AllReduce(const void* send, void* recv, int64_t co
                                         ReduceOp op, Stream) {
   RAGGED_RETURN_IF_ERROR(CheckCount("AllReduce", count, send, recv));
   if (op != ReduceOp::kSum && op != ReduceOp::kMax) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("AllReduce: unknown reduce op ", static_cast<int>(op)));
+    return RAGGED_COMM_ERROR(absl::InvalidArgumentError(
+        absl::StrCat("AllReduce: unknown reduce op ", static_cast<int>(op))));
   }
   RAGGED_RETURN_IF_ERROR(
       CheckSameCall(static_cast<int32_t>(op == ReduceOp::kSum ? CallKind::kAllReduceSum
@@ -387,8 +393,8 @@ absl::Status MpiCommunicator::AllReduce(const void* send, void* recv, int64_t co
 absl::Status MpiCommunicator::Broadcast(void* buf, int64_t count, DType dtype, int root, Stream) {
   RAGGED_RETURN_IF_ERROR(CheckCount("Broadcast", count, buf, buf));
   if (root < 0 || root >= size_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Broadcast: root ", root, " is not a rank of this communicator of size ", size_));
+    return RAGGED_COMM_ERROR(absl::InvalidArgumentError(absl::StrCat(
+        "Broadcast: root ", root, " is not a rank of this communicator of size ", size_)));
   }
   RAGGED_RETURN_IF_ERROR(
       CheckSameCall(static_cast<int32_t>(CallKind::kBroadcast), count, dtype, root));

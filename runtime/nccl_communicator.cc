@@ -11,6 +11,9 @@
 #include "absl/time/clock.h"
 #include "runtime/status.h"
 
+// Every error names the call, and this rank and host.
+#define RAGGED_COMM_ERROR(status) ::ragged::Annotate((status), __func__, __FILE__, __LINE__)
+
 namespace ragged {
 namespace {
 
@@ -161,10 +164,10 @@ NcclCommunicator::~NcclCommunicator() {
 absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(
     Communicator& bootstrap, int device, const NcclOptions& options) {
   if (bootstrap.backend() != CommBackend::kMpi) {
-    return absl::InvalidArgumentError(
+    return RAGGED_COMM_ERROR(absl::InvalidArgumentError(
         absl::StrCat("NcclCommunicator::Create: the bootstrap must be a host (MPI) communicator, "
                      "got ",
-                     CommBackendName(bootstrap.backend())));
+                     CommBackendName(bootstrap.backend()))));
   }
   const int visible = CudaDeviceCount();
   // Every rank takes part in the id broadcast even when its own device is bad, so that the
@@ -190,9 +193,9 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(
       bootstrap.AllReduce(&ok, &all_ok, 1, DType::kI32, ReduceOp::kSum, nullptr));
   RAGGED_RETURN_IF_ERROR(local);
   if (message[kIdWords] != 1 || all_ok != bootstrap.size()) {
-    return absl::FailedPreconditionError(absl::StrCat(
+    return RAGGED_COMM_ERROR(absl::FailedPreconditionError(absl::StrCat(
         "NcclCommunicator::Create: ", bootstrap.size() - all_ok,
-        " rank(s) could not start (see their errors); rank ", bootstrap.rank(), " gives up"));
+        " rank(s) could not start (see their errors); rank ", bootstrap.rank(), " gives up")));
   }
   ncclUniqueId id;
   std::memcpy(&id, message, sizeof(id));
@@ -218,20 +221,21 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(
 absl::StatusOr<std::vector<std::unique_ptr<NcclCommunicator>>> NcclCommunicator::CreateForDevices(
     absl::Span<const int> devices, const NcclOptions& options) {
   if (devices.empty()) {
-    return absl::InvalidArgumentError("NcclCommunicator::CreateForDevices: no devices");
+    return RAGGED_COMM_ERROR(
+        absl::InvalidArgumentError("NcclCommunicator::CreateForDevices: no devices"));
   }
   const int visible = CudaDeviceCount();
   std::set<int> seen;
   for (int d : devices) {
     if (d < 0 || d >= visible) {
-      return absl::FailedPreconditionError(
+      return RAGGED_COMM_ERROR(absl::FailedPreconditionError(
           absl::StrCat("NcclCommunicator::CreateForDevices: CUDA device ", d, " is not available (",
-                       visible, " visible)"));
+                       visible, " visible)")));
     }
     if (!seen.insert(d).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
+      return RAGGED_COMM_ERROR(absl::InvalidArgumentError(absl::StrCat(
           "NcclCommunicator::CreateForDevices: device ", d,
-          " is listed twice; NCCL needs one GPU per rank (it would fail with ncclInvalidUsage)"));
+          " is listed twice; NCCL needs one GPU per rank (it would fail with ncclInvalidUsage)")));
     }
   }
   const int n = static_cast<int>(devices.size());
@@ -291,7 +295,7 @@ absl::StatusOr<std::vector<std::unique_ptr<NcclCommunicator>>> NcclCommunicator:
 absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Borrow(
     ncclComm_t comm, Stream stream, const NcclOptions& options) {
   if (comm == nullptr) {
-    return absl::InvalidArgumentError("NcclCommunicator::Borrow: comm is null");
+    return RAGGED_COMM_ERROR(absl::InvalidArgumentError("NcclCommunicator::Borrow: comm is null"));
   }
   int rank = 0, size = 0, device = 0;
   RAGGED_NCCL_RETURN_IF_ERROR(ncclCommUserRank(comm, &rank));
@@ -319,27 +323,29 @@ absl::Status NcclCommunicator::CheckUsable(absl::string_view op) const {
 absl::Status NcclCommunicator::CheckBuffer(absl::string_view op, absl::string_view name,
                                            const void* ptr, int64_t count) const {
   if (count < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": count must be >= 0, got ", count));
+    return RAGGED_COMM_ERROR(
+        absl::InvalidArgumentError(absl::StrCat(op, ": count must be >= 0, got ", count)));
   }
   if (count == 0) return absl::OkStatus();
   if (ptr == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " is null with count ", count));
+    return RAGGED_COMM_ERROR(
+        absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " is null with count ", count)));
   }
   cudaPointerAttributes attributes;
   if (cudaPointerGetAttributes(&attributes, ptr) != cudaSuccess) {
     cudaGetLastError();
-    return absl::InvalidArgumentError(
-        absl::StrCat(op, ": ", name, " is not a CUDA pointer; NCCL needs device memory"));
+    return RAGGED_COMM_ERROR(absl::InvalidArgumentError(
+        absl::StrCat(op, ": ", name, " is not a CUDA pointer; NCCL needs device memory")));
   }
   if (attributes.type == cudaMemoryTypeManaged) return absl::OkStatus();
   if (attributes.type != cudaMemoryTypeDevice) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        op, ": ", name, " is host memory; NCCL needs device memory on device ", device_));
+    return RAGGED_COMM_ERROR(absl::InvalidArgumentError(absl::StrCat(
+        op, ": ", name, " is host memory; NCCL needs device memory on device ", device_)));
   }
   if (attributes.device != device_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(op, ": ", name, " is on device ", attributes.device,
-                     " but the communicator drives device ", device_));
+    return RAGGED_COMM_ERROR(
+        absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " is on device ", attributes.device,
+                                                " but the communicator drives device ", device_)));
   }
   return absl::OkStatus();
 }
@@ -458,8 +464,8 @@ absl::Status NcclCommunicator::AllReduce(const void* send, void* recv, int64_t c
   RAGGED_RETURN_IF_ERROR(CheckBuffer("AllReduce", "send", send, count));
   RAGGED_RETURN_IF_ERROR(CheckBuffer("AllReduce", "recv", recv, count));
   if (op != ReduceOp::kSum && op != ReduceOp::kMax) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("AllReduce: unknown reduce op ", static_cast<int>(op)));
+    return RAGGED_COMM_ERROR(absl::InvalidArgumentError(
+        absl::StrCat("AllReduce: unknown reduce op ", static_cast<int>(op))));
   }
   const ncclRedOp_t nccl_op = op == ReduceOp::kSum ? ncclSum : ncclMax;
   return Run(absl::StrCat("AllReduce(", ReduceOpName(op), ")"), count, dtype, stream,
@@ -473,8 +479,8 @@ absl::Status NcclCommunicator::Broadcast(void* buf, int64_t count, DType dtype, 
                                          Stream stream) {
   RAGGED_RETURN_IF_ERROR(CheckBuffer("Broadcast", "buf", buf, count));
   if (root < 0 || root >= size_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Broadcast: root ", root, " is not a rank of this communicator of size ", size_));
+    return RAGGED_COMM_ERROR(absl::InvalidArgumentError(absl::StrCat(
+        "Broadcast: root ", root, " is not a rank of this communicator of size ", size_)));
   }
   return Run("Broadcast", count, dtype, stream, wait_for_completion_, [&](cudaStream_t s) {
     return ncclBroadcast(buf, buf, static_cast<size_t>(count), NcclType(dtype), root, comm_, s);

@@ -383,6 +383,8 @@ TEST(MpiArgumentTest, NegativeCountIsInvalidArgument) {
   absl::Status s = World().AllGather(&x, &x, -1, DType::kF32, nullptr);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(Contains(s.message(), "count must be >= 0, got -1")) << s;
+  EXPECT_TRUE(Contains(s.message(), absl::StrCat("rank ", World().rank()))) << s;
+  EXPECT_TRUE(Contains(s.message(), HostName())) << s;
   EXPECT_FALSE(World().broken());
 }
 
