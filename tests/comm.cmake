@@ -30,13 +30,15 @@ ragged_add_mpi_run(comm_exit_test_np2_exit comm_exit_test 2 TIMEOUT 60 LABELS fa
 ragged_add_mpi_run(comm_exit_test_np4_kill comm_exit_test 4 TIMEOUT 60 LABELS fault
                    MPIEXEC_ARGS --enable-recovery ARGS --gtest_filter=*RankDiesTest*/Kill)
 
-# NCCL under mpirun, one rank per GPU. Without GPUs it checks that the NCCL backend is refused on
-# every rank; with fewer GPUs than ranks, that the shared GPU is named before NCCL init; with a GPU
-# per rank, the collectives, splits, a borrowed ncclComm_t and an absent peer.
+# NCCL under mpirun, one rank per GPU, with 1, 2 and 4 ranks. Without GPUs it checks that the
+# NCCL backend is refused on every rank; with fewer GPUs than ranks, that the shared GPU is named
+# before NCCL init; with a GPU per rank, the MPI-bootstrapped communicator's collectives, splits, a
+# borrowed ncclComm_t and (2+ ranks) an absent peer. So a 1-GPU machine runs np1 fully and np2/np4
+# as the shared-GPU check.
 if(RAGGED_WITH_CUDA)
   ragged_mpi_test_binary(comm_nccl_test comm_nccl_test.cc)
   target_link_libraries(comm_nccl_test PRIVATE ragged_comm_test_main)
-  foreach(np 2 4)
+  foreach(np 1 2 4)
     ragged_add_mpi_run(comm_nccl_test_np${np} comm_nccl_test ${np} TIMEOUT 300 LABELS gpu)
   endforeach()
 endif()

@@ -60,17 +60,23 @@ Setup MachineSetup() {
     }                                                                                    \
   } while (0)
 
-// The world over NCCL, made once (by the first test that needs it, on every rank).
-NcclCommunicator& NcclWorld() {
-  static NcclCommunicator* world = [] {
-    RAGGED_CHECK(CheckOneRankPerGpu(TestProcess().world(), TestProcess().device()).ok());
-    absl::StatusOr<std::unique_ptr<NcclCommunicator>> c =
-        NcclCommunicator::Create(TestProcess().world(), TestProcess().device());
-    RAGGED_CHECK(c.ok());
-    return c->release();  // lives until exit, like the process
+// The world over NCCL, made once (by the first test that needs it, on every rank) and kept until
+// exit, like the process. An error is kept too, so that every later test reports it.
+absl::StatusOr<NcclCommunicator*> NcclWorld() {
+  static const absl::StatusOr<NcclCommunicator*> world = []() -> absl::StatusOr<NcclCommunicator*> {
+    RAGGED_RETURN_IF_ERROR(CheckOneRankPerGpu(TestProcess().world(), TestProcess().device()));
+    RAGGED_ASSIGN_OR_RETURN(
+        std::unique_ptr<NcclCommunicator> c,
+        NcclCommunicator::Create(TestProcess().world(), TestProcess().device()));
+    return c.release();
   }();
-  return *world;
+  return world;
 }
+
+#define ASSIGN_NCCL_WORLD(name)                                        \
+  absl::StatusOr<NcclCommunicator*> name##_or = NcclWorld();           \
+  ASSERT_TRUE(name##_or.ok()) << "NCCL world: " << name##_or.status(); \
+  NcclCommunicator& name = **name##_or
 
 float Value(int rank, int64_t i) { return static_cast<float>((rank * 7 + i * 3) % 11 - 5); }
 
@@ -133,7 +139,7 @@ class NcclMpiAllGatherTest : public ::testing::TestWithParam<Param> {};
 TEST_P(NcclMpiAllGatherTest, RankMajorResult) {
   REQUIRE_GPU_PER_RANK();
   const auto [count, dtype] = GetParam();
-  NcclCommunicator& c = NcclWorld();
+  ASSIGN_NCCL_WORLD(c);
   const int n = c.size();
   DeviceBuffer send = DeviceValues(dtype, count, c.rank(), count);
   DeviceBuffer recv = DeviceValues(dtype, 0, 0, n * count);
@@ -158,7 +164,7 @@ class NcclMpiAllReduceTest : public ::testing::TestWithParam<ReduceParam> {};
 TEST_P(NcclMpiAllReduceTest, ElementwiseOverRanks) {
   REQUIRE_GPU_PER_RANK();
   const auto [count, dtype, op] = GetParam();
-  NcclCommunicator& c = NcclWorld();
+  ASSIGN_NCCL_WORLD(c);
   DeviceBuffer send = DeviceValues(dtype, count, c.rank(), count);
   DeviceBuffer recv = DeviceValues(dtype, 0, 0, count);
   ASSERT_TRUE(c.AllReduce(send.data(), recv.data(), count, dtype, op, nullptr).ok());
@@ -187,7 +193,7 @@ class NcclMpiBroadcastTest : public ::testing::TestWithParam<Param> {};
 TEST_P(NcclMpiBroadcastTest, EveryRankGetsRoots) {
   REQUIRE_GPU_PER_RANK();
   const auto [count, dtype] = GetParam();
-  NcclCommunicator& c = NcclWorld();
+  ASSIGN_NCCL_WORLD(c);
   const int root = c.size() - 1;
   DeviceBuffer buf = DeviceValues(dtype, count, c.rank(), count);
   ASSERT_TRUE(c.Broadcast(buf.data(), count, dtype, root, nullptr).ok());
@@ -213,7 +219,7 @@ class NcclMpiSplitTest : public ::testing::TestWithParam<SplitParam> {};
 TEST_P(NcclMpiSplitTest, GroupsAlongMeshAxis) {
   REQUIRE_GPU_PER_RANK();
   const auto [inner_param, axis] = GetParam();
-  NcclCommunicator& world = NcclWorld();
+  ASSIGN_NCCL_WORLD(world);
   const int n = world.size();
   const int inner = inner_param == 0 ? n : inner_param;
   if (n % inner != 0) GTEST_SKIP() << "inner axis " << inner << " does not divide " << n;
