@@ -1,10 +1,14 @@
-// The sharded ragged decode with N ranks as threads of one process (ThreadCommunicator): on the
-// CPU (host buffers, as over MPI) and on one GPU (device buffers, as over NCCL, which cannot put
-// several ranks on one GPU). This runs the device data paths of several ranks where only one GPU
-// is available: the merge of packed sequence partials on the device and the re-layout of gathered
-// heads with cudaMemcpy2DAsync. Every rank's output equals its part of the double-precision
-// reference. Two binaries: the CPU cases, and (RAGGED_THREADS_TEST_GPU) the GPU cases, which skip
-// without a GPU.
+// The sharded ragged decode with N ranks as threads of one process. Three suites:
+// - ThreadCommunicator (tests/sharding_thread_comm.h), CPU: host buffers, as over MPI.
+// - ThreadCommunicator, one GPU (RAGGED_THREADS_TEST_GPU): device buffers shared by N ranks on one
+//   GPU, which NCCL refuses; this runs the device merge of packed sequence partials and the
+//   re-layout of gathered heads (cudaMemcpy2DAsync) where only one GPU is available. Also a step
+//   captured in a CUDA graph.
+// - Real NCCL (RAGGED_THREADS_TEST_GPU): one process, one thread and one GPU per rank
+//   (NcclCommunicator::CreateForDevices), no MPI needed: splits, all-gathers, and a captured step
+//   replayed. Skips where fewer GPUs than ranks are visible.
+// Every rank's output equals its part of the double-precision reference. Two binaries: the CPU
+// suite, and the GPU suites (which skip without a GPU).
 #include <memory>
 #include <ostream>
 #include <string>
@@ -24,6 +28,11 @@
 
 #if RAGGED_WITH_CUDA
 #include <cuda_runtime_api.h>
+
+#include <map>
+
+#include "runtime/nccl_communicator.h"
+#include "runtime/status.h"
 #endif
 
 namespace ragged {
@@ -241,6 +250,199 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 #else
+// A step of one rank with a sequence-free plan, captured into a CUDA graph: Run must neither
+// allocate nor synchronize (either would fail the capture), and the replay must give the result.
+TEST(ShardedAttentionThreadsGpu, OneRankStepCapturesInACudaGraph) {
+  if (CudaDeviceCount() == 0) GTEST_SKIP() << "no CUDA device visible";
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+  const HostProblem p = MakeHostProblem(MakeCase(Feature::kWindowCapQSinks, DType::kBF16));
+  absl::StatusOr<ReferenceResult> ref = ComputeReference(p.args(), p.options(Platform::kReference));
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  testing::ThreadCommunicator world(std::make_shared<testing::ThreadGroup>(1), 0,
+                                    CommBackend::kNccl, 0);
+  auto comms = MeshCommunicators::Borrow(*Mesh::Parse("dp=1,sp=1,tp=1"), &world);
+  ASSERT_TRUE(comms.ok()) << comms.status();
+  auto op =
+      ShardedAttention::Create(comms->get(), ConfigFor(p, OutMode::kGathered, Platform::kCuda));
+  ASSERT_TRUE(op.ok()) << op.status();
+  const TensorView q = p.query.view(), k = p.key.view(), v = p.value.view(), s = p.start.view(),
+                   e = p.end.view(), a = p.aux.view();
+  absl::StatusOr<Local> lq = Place(**op, ShardedTensor::kQuery, &q, p.c.dtype, true);
+  absl::StatusOr<Local> lk = Place(**op, ShardedTensor::kKey, &k, p.c.dtype, true);
+  absl::StatusOr<Local> lv = Place(**op, ShardedTensor::kValue, &v, p.c.dtype, true);
+  absl::StatusOr<Local> ls = Place(**op, ShardedTensor::kSequenceStart, &s, DType::kI32, true);
+  absl::StatusOr<Local> le = Place(**op, ShardedTensor::kSequenceEnd, &e, DType::kI32, true);
+  absl::StatusOr<Local> la = Place(**op, ShardedTensor::kSoftmaxAux, &a, p.c.aux_dtype, true);
+  absl::StatusOr<Local> lo = Place(**op, ShardedTensor::kOutput, nullptr, p.c.output_dtype, true);
+  absl::StatusOr<Local> ll = Place(**op, ShardedTensor::kLse, nullptr, DType::kF32, true);
+  for (auto* l : {&lq, &lk, &lv, &ls, &le, &la, &lo, &ll}) ASSERT_TRUE(l->ok()) << l->status();
+  RaggedDecodeAttentionArgs args;
+  args.query = lq->view();
+  args.key = lk->view();
+  args.value = lv->view();
+  args.sequence_start = ls->view();
+  args.sequence_end = le->view();
+  args.softmax_aux = la->view();
+  args.output = lo->view();
+  args.lse = ll->view();
+
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(nullptr), cudaSuccess);  // the uploads
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
+  const absl::Status run = (*op)->Run(args, stream);
+  const cudaError_t end = cudaStreamEndCapture(stream, &graph);
+  ASSERT_TRUE(run.ok()) << "Run while capturing: " << run;
+  ASSERT_EQ(end, cudaSuccess) << cudaGetErrorString(end);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  ASSERT_EQ(cudaMemsetAsync(lo->device.data(), 0xff, lo->device.nbytes(), stream), cudaSuccess);
+  ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+  ASSERT_TRUE(lo->device.CopyToHost(lo->host.view(), stream).ok());
+  ASSERT_TRUE(ll->device.CopyToHost(ll->host.view(), stream).ok());
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  const TensorView lse = ll->host.view();
+  EXPECT_TRUE(testing::MatchesReference(*ref, lo->host.view(), &lse, p.c.dtype));
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
+// Real NCCL: one process drives N GPUs, one thread and one NcclCommunicator (CreateForDevices) per
+// rank, so the NCCL path (ncclCommSplit, all-gathers on the ranks' streams) runs without MPI. Each
+// rank runs a step directly, then captures one into a CUDA graph (thread-local capture mode, since
+// the other ranks' threads keep working) and replays it. Skips where fewer GPUs than ranks.
+std::vector<std::unique_ptr<NcclCommunicator>>& NcclWorld(int n) {
+  static auto* worlds = new std::map<int, std::vector<std::unique_ptr<NcclCommunicator>>>();
+  auto& w = (*worlds)[n];
+  if (w.empty()) {
+    std::vector<int> devices(n);
+    for (int i = 0; i < n; ++i) devices[i] = i;
+    auto made = NcclCommunicator::CreateForDevices(devices);
+    EXPECT_TRUE(made.ok()) << made.status();
+    if (made.ok()) w = std::move(*made);
+  }
+  return w;
+}
+
+absl::StatusOr<::testing::AssertionResult> RunNcclRank(NcclCommunicator* world,
+                                                       const MeshShape& mesh, const HostProblem& p,
+                                                       const ReferenceResult& ref, OutMode out) {
+  const int device = world->device();
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
+  cudaStream_t stream = nullptr;
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  struct StreamGuard {
+    cudaStream_t s;
+    ~StreamGuard() { cudaStreamDestroy(s); }
+  } guard{stream};
+  RAGGED_ASSIGN_OR_RETURN(Mesh m, Mesh::Parse(mesh.Text()));
+  RAGGED_ASSIGN_OR_RETURN(auto comms, MeshCommunicators::Borrow(m, world));
+  ShardedAttentionConfig cfg = ConfigFor(p, out, Platform::kCuda);
+  cfg.device = device;
+  cfg.stream = stream;
+  RAGGED_ASSIGN_OR_RETURN(auto op, ShardedAttention::Create(comms.get(), cfg));
+  const TensorView q = p.query.view(), k = p.key.view(), v = p.value.view(), s = p.start.view(),
+                   e = p.end.view(), a = p.aux.view();
+  std::vector<Local> l(8);
+  const ShardedTensor order[] = {ShardedTensor::kQuery,       ShardedTensor::kKey,
+                                 ShardedTensor::kValue,       ShardedTensor::kSequenceStart,
+                                 ShardedTensor::kSequenceEnd, ShardedTensor::kSoftmaxAux,
+                                 ShardedTensor::kOutput,      ShardedTensor::kLse};
+  const TensorView* globals[] = {&q, &k, &v, &s, &e, &a, nullptr, nullptr};
+  const DType dtypes[] = {p.c.dtype,   p.c.dtype,     p.c.dtype,        DType::kI32,
+                          DType::kI32, p.c.aux_dtype, p.c.output_dtype, DType::kF32};
+  for (int i = 0; i < 8; ++i) {
+    Local x;
+    x.host = HostBuffer::Allocate(dtypes[i], op->LocalShape(order[i]));
+    if (globals[i] != nullptr) {
+      RAGGED_RETURN_IF_ERROR(ExtractShard(*globals[i], op->Box(order[i]), x.host.view()));
+    }
+    RAGGED_ASSIGN_OR_RETURN(x.device, DeviceBuffer::Allocate(dtypes[i], x.host.shape(), device));
+    RAGGED_RETURN_IF_ERROR(x.device.CopyFromHost(x.host.view(), stream));
+    l[i] = std::move(x);
+  }
+  RaggedDecodeAttentionArgs args;
+  args.query = l[0].view();
+  args.key = l[1].view();
+  args.value = l[2].view();
+  args.sequence_start = l[3].view();
+  args.sequence_end = l[4].view();
+  args.softmax_aux = l[5].view();
+  args.output = l[6].view();
+  args.lse = l[7].view();
+  const ReferenceResult want =
+      RefBox(ref, op->Box(ShardedTensor::kOutput), p.c.num_q_heads, p.c.head_dim);
+  auto check = [&](const char* what) -> absl::StatusOr<::testing::AssertionResult> {
+    RAGGED_RETURN_IF_ERROR(l[6].device.CopyToHost(l[6].host.view(), stream));
+    RAGGED_RETURN_IF_ERROR(l[7].device.CopyToHost(l[7].host.view(), stream));
+    RAGGED_RETURN_IF_ERROR(SynchronizeStream(stream));
+    const TensorView lse = l[7].host.view();
+    return testing::MatchesReference(want, l[6].host.view(), &lse, p.c.dtype)
+           << " " << what << ", rank " << world->rank() << "\n"
+           << op->plan().ToString();
+  };
+
+  RAGGED_RETURN_IF_ERROR(op->Run(args, stream));
+  RAGGED_ASSIGN_OR_RETURN(::testing::AssertionResult direct, check("direct"));
+  if (!direct) return direct;
+
+  cudaGraph_t graph = nullptr;
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  const absl::Status run = op->Run(args, stream);
+  const absl::Status end = RAGGED_CUDA_STATUS(cudaStreamEndCapture(stream, &graph));
+  RAGGED_RETURN_IF_ERROR(run);
+  RAGGED_RETURN_IF_ERROR(end);
+  cudaGraphExec_t exec = nullptr;
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaGraphInstantiate(&exec, graph, 0));
+  RAGGED_CUDA_RETURN_IF_ERROR(
+      cudaMemsetAsync(l[6].device.data(), 0xff, l[6].device.nbytes(), stream));
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(exec, stream));
+  absl::StatusOr<::testing::AssertionResult> replay = check("graph replay");
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  return replay;
+}
+
+class ShardedAttentionNcclThreadsTest
+    : public ::testing::TestWithParam<std::tuple<MeshShape, Feature, OutMode>> {};
+
+TEST_P(ShardedAttentionNcclThreadsTest, MatchesTheReferenceDirectAndInAGraph) {
+  const auto& [mesh, feature, out] = GetParam();
+  const int n = mesh.size();
+  if (CudaDeviceCount() < n) {
+    GTEST_SKIP() << n << " ranks need " << n << " GPUs; " << CudaDeviceCount() << " visible";
+  }
+  const HostProblem p = MakeHostProblem(MakeCase(feature, DType::kBF16));
+  absl::StatusOr<ReferenceResult> ref = ComputeReference(p.args(), p.options(Platform::kReference));
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  std::vector<std::unique_ptr<NcclCommunicator>>& world = NcclWorld(n);
+  ASSERT_EQ(static_cast<int>(world.size()), n);
+  std::vector<absl::StatusOr<::testing::AssertionResult>> results(n, absl::UnknownError("not run"));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r) {
+    threads.emplace_back([&, r] { results[r] = RunNcclRank(world[r].get(), mesh, p, *ref, out); });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int r = 0; r < n; ++r) {
+    ASSERT_TRUE(results[r].ok()) << "rank " << r << ": " << results[r].status();
+    EXPECT_TRUE(*results[r]);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Nccl, ShardedAttentionNcclThreadsTest,
+                         ::testing::Combine(::testing::ValuesIn(MeshesOf({2, 4, 8})),
+                                            ::testing::Values(Feature::kWindowCapQSinks,
+                                                              Feature::kOffsetsKvSinks),
+                                            ::testing::Values(OutMode::kSharded, OutMode::kGathered,
+                                                              OutMode::kBatchKept)),
+                         [](const auto& info) {
+                           return absl::StrCat(std::get<0>(info.param).Name(), "_",
+                                               FeatureName(std::get<1>(info.param)), "_",
+                                               OutModeName(std::get<2>(info.param)));
+                         });
+
 INSTANTIATE_TEST_SUITE_P(
     Gpu, ShardedAttentionThreadsTest,
     ::testing::Combine(::testing::Values(true), ::testing::ValuesIn(MeshesOf({2, 4, 8})),
