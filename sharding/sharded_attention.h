@@ -17,7 +17,9 @@
 // communicates; kCuda takes tensors on `config.device` and needs NCCL communicators, and Run is
 // then stream-ordered on the given stream, without host synchronization or allocation (every
 // buffer, the kernel workspace included, is allocated at Create), so a step can be captured in a
-// CUDA graph. kAuto is kCuda when the world communicator is NCCL, else kCpu. The calling thread's
+// CUDA graph. (An NcclCommunicator in its default wait_for_completion mode still waits, bounded,
+// for each of its collectives, except while the stream is being captured; turn it off for
+// overlap.) kAuto is kCuda when the world communicator is NCCL, else kCpu. The calling thread's
 // current CUDA device must be config.device.
 //
 // Collectives: Create is collective over the mesh's world communicator: after the checks that need
