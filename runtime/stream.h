@@ -17,7 +17,8 @@ bool BuiltWithCuda();
 // Number of visible CUDA devices; 0 when built without CUDA or when no device/driver is present
 // (never an error: "no GPU" is a normal state).
 int CudaDeviceCount();
-// Blocks until all work queued on `stream` is done. OK on a CPU-only build with nullptr.
+// Blocks until all work queued on `stream` is done. OK with nullptr where no GPU is visible
+// (CPU-only build or machine): there is nothing to wait for.
 absl::Status SynchronizeStream(Stream stream);
 
 }  // namespace ragged

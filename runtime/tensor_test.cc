@@ -33,3 +33,14 @@ TEST(TensorTest, DeviceBufferWithoutGpuIsAnError) {
 
 }  // namespace
 }  // namespace ragged
+
+namespace ragged {
+namespace {
+
+TEST(StreamTest, DefaultStreamSyncWithoutGpuIsOk) {
+  if (CudaDeviceCount() > 0) GTEST_SKIP() << "a GPU is visible; this test covers the no-GPU case";
+  EXPECT_TRUE(SynchronizeStream(nullptr).ok());
+}
+
+}  // namespace
+}  // namespace ragged
