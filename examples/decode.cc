@@ -527,7 +527,7 @@ absl::Status Finish(const Config& c, const DecodeInputs& in, HostBuffer& output,
     table.Add("  merges (sp)", o.merge ? absl::StrFormat("%.4f ms", o.merge->median_ms)
                                        : std::string("none (sequence not split)"));
     table.Add("  gathers", o.gather ? absl::StrFormat("%.4f ms", o.gather->median_ms)
-                                    : std::string("none (output stays sharded)"));
+                                    : std::string("none (no axis to gather)"));
   }
   table.Add("effective bw",
             absl::StrCat(FormatRate(bandwidth), " (valid K/V bytes / time per step)"));
@@ -618,6 +618,39 @@ absl::Status RunSingle(const Config& c) {
   return Finish(c, in, runner.output(), runner.lse(), options, o);
 }
 
+// A CUDA stream owned for the run (none, nullptr, on the CPU).
+class DeviceStream {
+ public:
+  static absl::StatusOr<DeviceStream> Create(bool cuda) {
+    DeviceStream s;
+#if RAGGED_WITH_CUDA
+    if (cuda) {
+      cudaStream_t st = nullptr;
+      RAGGED_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+      s.stream_ = st;
+    }
+#else
+    if (cuda) return absl::FailedPreconditionError("this build of ragged has no CUDA support");
+#endif
+    return s;
+  }
+  DeviceStream() = default;
+  DeviceStream(DeviceStream&& o) noexcept : stream_(o.stream_) { o.stream_ = nullptr; }
+  DeviceStream& operator=(DeviceStream&& o) noexcept {
+    std::swap(stream_, o.stream_);
+    return *this;
+  }
+  ~DeviceStream() {
+#if RAGGED_WITH_CUDA
+    if (stream_ != nullptr) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+#endif
+  }
+  Stream get() const { return stream_; }
+
+ private:
+  Stream stream_ = nullptr;
+};
+
 #if RAGGED_WITH_MPI
 // The inputs' global description, sent from rank 0 to every rank.
 struct Header {
@@ -687,12 +720,17 @@ absl::Status RunSharded(const Config& c, Process& process) {
                                                    " ranks, but the job has ", size,
                                                    " (mpirun -np ", size, ")"));
   }
-  RAGGED_ASSIGN_OR_RETURN(Platform platform, ResolvePlatform(c.platform));
-  if (platform == Platform::kCuda) {
-    return absl::UnimplementedError(
-        "--platform=cuda with several ranks needs the NCCL communicator, which this version of "
-        "decode does not use yet; use --platform=cpu");
+  // The platform: CUDA when this rank has a GPU (auto), with an NCCL world for the op.
+  Platform platform = c.platform;
+  if (platform == Platform::kAuto) {
+    platform = process.device() >= 0 ? Platform::kCuda : Platform::kCpu;
   }
+  const bool cuda = platform == Platform::kCuda;
+  std::unique_ptr<Communicator> nccl_world;
+  if (cuda) {
+    RAGGED_ASSIGN_OR_RETURN(nccl_world, process.CreateWorldCommunicator(CommBackend::kNccl));
+  }
+  RAGGED_ASSIGN_OR_RETURN(DeviceStream stream, DeviceStream::Create(cuda));
 
   // Inputs on rank 0; their description to everyone.
   DecodeInputs in;
@@ -750,11 +788,21 @@ absl::Status RunSharded(const Config& c, Process& process) {
   cfg.shape = shape;
   cfg.specs = ShardedAttentionSpecs::Typical(mesh, shape.sinks, c.gather_output);
   cfg.options = StepOptions(step_config, platform);
-  cfg.time_phases = true;
+  cfg.device = std::max(0, process.device());
+  cfg.stream = stream.get();
+  // On the CPU the phases cost two clock reads; on CUDA timing them synchronizes the stream, so a
+  // second op, used after the timed window, measures them.
+  cfg.time_phases = !cuda;
   RAGGED_ASSIGN_OR_RETURN(std::unique_ptr<MeshCommunicators> comms,
-                          MeshCommunicators::Borrow(mesh, &world));
+                          MeshCommunicators::Borrow(mesh, cuda ? nccl_world.get() : &world));
   RAGGED_ASSIGN_OR_RETURN(std::unique_ptr<ShardedAttention> op,
                           ShardedAttention::Create(comms.get(), cfg));
+  std::unique_ptr<ShardedAttention> phase_op;
+  if (cuda) {
+    ShardedAttentionConfig phase_cfg = cfg;
+    phase_cfg.time_phases = true;
+    RAGGED_ASSIGN_OR_RETURN(phase_op, ShardedAttention::Create(comms.get(), phase_cfg));
+  }
   const ShardPlan& plan = op->plan();
 
   // Scatter the shards.
@@ -782,36 +830,68 @@ absl::Status RunSharded(const Config& c, Process& process) {
   }
   HostBuffer out = local(ShardedTensor::kOutput, shape.out_dtype());
   HostBuffer lse;
+  if (c.lse) lse = local(ShardedTensor::kLse, DType::kF32);
+  // The views the op reads: the host shards, or their copies on this rank's GPU.
+  std::vector<DeviceBuffer> on_device;
+  auto place = [&](const HostBuffer& h) -> absl::StatusOr<TensorView> {
+    if (!cuda) return h.view();
+    RAGGED_ASSIGN_OR_RETURN(DeviceBuffer d,
+                            DeviceBuffer::Allocate(h.dtype(), h.shape(), cfg.device));
+    RAGGED_RETURN_IF_ERROR(d.CopyFromHost(h.view(), stream.get()));
+    on_device.push_back(std::move(d));
+    return on_device.back().view();
+  };
+  on_device.reserve(8);
   RaggedDecodeAttentionArgs args;
-  args.query = q.view();
-  args.key = k.view();
-  args.value = v.view();
-  args.sequence_start = s.view();
-  args.sequence_end = e.view();
-  if (shape.sinks != SinkLayout::kNone) args.softmax_aux = aux.view();
-  args.output = out.view();
-  if (c.lse) {
-    lse = local(ShardedTensor::kLse, DType::kF32);
-    args.lse = lse.view();
+  RAGGED_ASSIGN_OR_RETURN(args.query, place(q));
+  RAGGED_ASSIGN_OR_RETURN(args.key, place(k));
+  RAGGED_ASSIGN_OR_RETURN(args.value, place(v));
+  RAGGED_ASSIGN_OR_RETURN(args.sequence_start, place(s));
+  RAGGED_ASSIGN_OR_RETURN(args.sequence_end, place(e));
+  if (shape.sinks != SinkLayout::kNone) {
+    RAGGED_ASSIGN_OR_RETURN(args.softmax_aux, place(aux));
   }
+  RAGGED_ASSIGN_OR_RETURN(args.output, place(out));
+  if (c.lse) {
+    RAGGED_ASSIGN_OR_RETURN(args.lse, place(lse));
+  }
+  RAGGED_RETURN_IF_ERROR(SynchronizeStream(stream.get()));
 
   // Steps: back to back between two barriers, so that the time per step is the window's length
   // over the steps (from a common start until every rank is done, as a decode loop runs them)
   // and a barrier's latency is paid once, not per step. The phases are timed per step and rank.
-  for (int i = 0; i < c.warmup; ++i) RAGGED_RETURN_IF_ERROR(op->Run(args));
+  for (int i = 0; i < c.warmup; ++i) RAGGED_RETURN_IF_ERROR(op->Run(args, stream.get()));
+  RAGGED_RETURN_IF_ERROR(SynchronizeStream(stream.get()));
   std::vector<float> local_ms;  // per step: kernel, merge, gather; then the window
-  RAGGED_RETURN_IF_ERROR(world.Barrier());
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < c.iterations; ++i) {
-    RAGGED_RETURN_IF_ERROR(op->Run(args));
-    const ShardedAttentionTimings& pt = op->last_timings();
+  auto record_phases = [&](const ShardedAttention& timed) {
+    const ShardedAttentionTimings& pt = timed.last_timings();
     local_ms.push_back(static_cast<float>(pt.kernel_s * 1e3));
     local_ms.push_back(static_cast<float>(pt.merge_s * 1e3));
     local_ms.push_back(static_cast<float>(pt.gather_s * 1e3));
-  }
+  };
   RAGGED_RETURN_IF_ERROR(world.Barrier());
-  local_ms.push_back(static_cast<float>(
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()));
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < c.iterations; ++i) {
+    RAGGED_RETURN_IF_ERROR(op->Run(args, stream.get()));
+    if (!cuda) record_phases(*op);
+  }
+  RAGGED_RETURN_IF_ERROR(SynchronizeStream(stream.get()));
+  RAGGED_RETURN_IF_ERROR(world.Barrier());
+  const double window_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (cuda) {
+    for (int i = 0; i < c.iterations; ++i) {
+      RAGGED_RETURN_IF_ERROR(phase_op->Run(args, stream.get()));
+      record_phases(*phase_op);
+    }
+    // The output of the timed op, as the one checked.
+    RAGGED_RETURN_IF_ERROR(op->Run(args, stream.get()));
+    RAGGED_RETURN_IF_ERROR(
+        on_device[on_device.size() - (c.lse ? 2 : 1)].CopyToHost(out.view(), stream.get()));
+    if (c.lse) RAGGED_RETURN_IF_ERROR(on_device.back().CopyToHost(lse.view(), stream.get()));
+    RAGGED_RETURN_IF_ERROR(SynchronizeStream(stream.get()));
+  }
+  local_ms.push_back(static_cast<float>(window_ms));
   RAGGED_ASSIGN_OR_RETURN(std::vector<float> ms, MaxOverRanks(world, local_ms));
 
   // The global output on rank 0.
@@ -843,7 +923,8 @@ absl::Status RunSharded(const Config& c, Process& process) {
     if (c.corrupt) CorruptOutput(global_out);
     Outcome o;
     o.title = absl::StrCat("ragged decode: ", size, " ranks, mesh ", mesh.ToString(),
-                           ", platform cpu (", threads, " threads per rank)");
+                           cuda ? ", platform cuda (one GPU per rank, NCCL)"
+                                : absl::StrCat(", platform cpu (", threads, " threads per rank)"));
     o.platform = platform;
     o.ranks = size;
     std::vector<double> kernel, merge, gather;
