@@ -231,6 +231,8 @@ absl::Status WritePlotScript(const std::string& dir, const std::string& title) {
         "title 'weak, best mesh'\n"
      << "set ylabel 'parallel efficiency'\n"
      << "set yrange [0:*]\n"
+     << "set offsets 0, 0, 0.1, 0\n"
+     << "set key top right\n"
      << "plot 1 with lines dashtype 2 lc 'gray' title 'ideal', \\\n"
      << "  'scaling.csv' skip 1 using 2:(col('strong', 17)) with points pt 7 lc 1 "
         "title 'strong, every mesh', \\\n"
