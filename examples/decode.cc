@@ -3,8 +3,15 @@
 //
 //   build/examples/decode --batch=8 --capacity=4096 --lengths=uniform --dtype=bf16
 //   build/examples/decode --load=/tmp/step --save=/tmp/out --verify=all --json=/tmp/out/run.json
+//   mpirun -np 4 build/examples/decode --mesh=dp=2,tp=2 --out_spec=gathered
 //
-// Every error is one line on stderr ("decode: error: ...") and a non-zero exit status.
+// Without a launcher (and without --mesh) it is one process that calls RaggedDecodeAttention on
+// the CPU or on GPU 0. Under mpirun it is an SPMD job over a Mesh: rank 0 makes or loads the
+// global inputs and scatters every rank's shard (over MPI, host memory), each rank runs
+// ShardedAttention on its shard (CPU with MPI, or its GPU with an NCCL world), rank 0 gathers
+// the output, checks it and reports; its status reaches every rank. Every error is one line on
+// stderr ("decode: error: ..." or "decode (rank N): error: ...") and a non-zero exit status, on
+// every rank.
 #include <algorithm>
 #include <chrono>
 #include <cmath>

@@ -32,6 +32,13 @@ ragged_example_test(examples_decode_cpu_mqa_f16 ok
   PATTERNS "largest error .*PASS"
   COMMAND $<TARGET_FILE:decode> --platform=cpu --dtype=f16 --batch=3 --capacity=50 --q_heads=8
           --kv_heads=1 --head_dim=16 --lengths=uniform --sinks=shared --iterations=1)
+ragged_example_test(examples_decode_lengths_file ok
+  PATTERNS "lengths +file .*lengths.txt: min 0, mean 29.5, max 64" "all 4 rows.*PASS"
+  COMMAND $<TARGET_FILE:decode> --batch=4 --capacity=64 --q_heads=4 --kv_heads=2 --head_dim=32
+          --lengths=file:${_ex_data}/lengths.txt --verify=all --iterations=1)
+ragged_example_test(examples_decode_lengths_file_bad fail1
+  PATTERNS "lengths.txt: has 4 rows, --batch is 5"
+  COMMAND $<TARGET_FILE:decode> --batch=5 --capacity=64 --lengths=file:${_ex_data}/lengths.txt)
 # A step written by NumPy (examples/testdata/make_testdata.py), checked against the reference and
 # against NumPy's own float64 result.
 ragged_example_test(examples_decode_load_numpy ok
