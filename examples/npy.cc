@@ -1,6 +1,7 @@
 #include "examples/npy.h"
 
 #include <bit>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
