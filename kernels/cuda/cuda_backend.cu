@@ -1,18 +1,425 @@
-// Placeholder until the CUDA kernels land (issue 4): the platform reports that it is missing.
+// Host side of the CUDA backend: checks, config choice (heuristic, cache, autotuner), workspace
+// layout and the launches of the decode and combine kernels (kernels/cuda/decode_kernel.cuh).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "kernels/autotune.h"
 #include "kernels/cuda/cuda_backend.h"
-#include "kernels/cuda/merge_cuda.h"
+#include "kernels/cuda/decode_launch.h"
+#include "kernels/cuda/decode_params.h"
+#include "kernels/cuda/smem_layout.h"
+#include "runtime/status.h"
 
 namespace ragged::internal {
+namespace {
 
-absl::Status RunCuda(const Problem&, const RaggedDecodeAttentionArgs&,
-                     const RaggedDecodeAttentionOptions&, Stream) {
-  return absl::UnimplementedError("platform cuda: kernels not built yet");
+absl::Status Invalid(const std::string& s) { return absl::InvalidArgumentError(s); }
+
+int64_t Align256(int64_t x) { return (x + 255) / 256 * 256; }
+
+// Offsets of the workspace's parts. Depends on shapes and the device's SM count only.
+struct WorkspaceLayout {
+  int64_t header = 0, prefix = 0, lse = 0, o = 0, total = 0;
+};
+
+WorkspaceLayout ComputeWorkspace(const Problem& p, const DeviceInfo& dev) {
+  const int64_t slots =
+      p.batch * p.num_kv_heads + static_cast<int64_t>(kMaxCtasPerSm) * dev.num_sms;
+  WorkspaceLayout w;
+  int64_t off = 0;
+  w.header = off;
+  off += Align256(sizeof(WorkspaceHeader));
+  w.prefix = off;
+  off += Align256((p.batch + 1) * 8);
+  w.lse = off;
+  off += Align256(slots * p.group_size * 4);
+  w.o = off;
+  off += Align256(slots * p.group_size * p.head_dim * 4);
+  w.total = off;
+  return w;
 }
-absl::StatusOr<int64_t> CudaWorkspaceSize(const Problem&, const RaggedDecodeAttentionOptions&) {
-  return int64_t{0};
+
+absl::Status CheckDevicePresent(int device) {
+  const int count = CudaDeviceCount();
+  if (count == 0) {
+    return absl::FailedPreconditionError(
+        "platform cuda: no CUDA device is visible (no GPU, or no driver)");
+  }
+  if (device < 0 || device >= count) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "platform cuda: the tensors are on cuda:", device, " but ", count, " device(s) visible"));
+  }
+  return absl::OkStatus();
 }
-absl::Status MergePartialsCuda(const MergePartialsArgs&, Stream) {
-  return absl::UnimplementedError("MergePartials on CUDA: not built yet");
+
+absl::StatusOr<DeviceInfo> GetDeviceInfo(int device) {
+  static absl::Mutex mu;
+  static auto* cache = new std::map<int, DeviceInfo>();
+  absl::MutexLock lock(&mu);
+  auto it = cache->find(device);
+  if (it != cache->end()) return it->second;
+  cudaDeviceProp prop;
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, device));
+  DeviceInfo d;
+  d.name = prop.name;
+  d.cc_major = prop.major;
+  d.cc_minor = prop.minor;
+  d.num_sms = prop.multiProcessorCount;
+  d.smem_per_sm = static_cast<int>(prop.sharedMemPerMultiprocessor);
+  d.smem_per_block_optin = static_cast<int>(prop.sharedMemPerBlockOptin);
+  (*cache)[device] = d;
+  return d;
+}
+
+// Restores the caller's current device on scope exit.
+class DeviceGuard {
+ public:
+  static absl::StatusOr<DeviceGuard> Enter(int device) {
+    DeviceGuard g;
+    RAGGED_CUDA_RETURN_IF_ERROR(cudaGetDevice(&g.prev_));
+    if (g.prev_ != device) {
+      RAGGED_CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
+      g.restore_ = true;
+    }
+    return g;
+  }
+  DeviceGuard(DeviceGuard&& o) noexcept
+      : prev_(o.prev_), restore_(std::exchange(o.restore_, false)) {}
+  ~DeviceGuard() {
+    if (restore_) cudaSetDevice(prev_);
+  }
+
+ private:
+  DeviceGuard() = default;
+  int prev_ = 0;
+  bool restore_ = false;
+};
+
+const void* DecodeKernelFor(DType t, int64_t head_dim) {
+  const int d = static_cast<int>(head_dim);
+  switch (t) {
+    case DType::kF16:
+      return DecodeKernelF16(d);
+    case DType::kBF16:
+      return DecodeKernelBF16(d);
+    case DType::kF32:
+      return DecodeKernelF32(d);
+    default:
+      return nullptr;
+  }
+}
+
+int32_t ElemOf(DType t) {
+  switch (t) {
+    case DType::kF16:
+      return kElemF16;
+    case DType::kBF16:
+      return kElemBF16;
+    default:
+      return kElemF32;
+  }
+}
+
+// Lets `kernel` use the device's full opt-in shared memory (once per kernel and device).
+absl::Status PrepareKernel(const void* kernel, int device, int optin) {
+  static absl::Mutex mu;
+  static auto* done = new std::map<std::pair<const void*, int>, bool>();
+  absl::MutexLock lock(&mu);
+  if (done->count({kernel, device})) return absl::OkStatus();
+  RAGGED_CUDA_RETURN_IF_ERROR(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
+  (*done)[{kernel, device}] = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> ResidentCtasPerSm(const void* kernel, int device, int threads, int64_t smem) {
+  static absl::Mutex mu;
+  static auto* cache = new std::map<std::tuple<const void*, int, int, int64_t>, int>();
+  absl::MutexLock lock(&mu);
+  auto key = std::make_tuple(kernel, device, threads, smem);
+  auto it = cache->find(key);
+  if (it != cache->end()) return it->second;
+  int n = 0;
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      &n, kernel, threads, static_cast<size_t>(smem)));
+  (*cache)[key] = n;
+  return n;
+}
+
+// Checks what the kernels need beyond ValidateProblem: instantiated head dims and 16-byte aligned
+// vector loads of Q, K and V.
+absl::Status CheckSupported(const Problem& p) {
+  if (!IsCudaHeadDim(p.head_dim)) {
+    return Invalid(absl::StrCat(
+        "head_dim: the CUDA kernels are instantiated for 64, 80, 96, 128 and 256, got ",
+        p.head_dim));
+  }
+  const int64_t esize = DTypeSize(p.dtype);
+  struct T {
+    const char* name;
+    const void* ptr;
+    int64_t strides[3];
+  };
+  const T tensors[] = {{"query", p.query, {p.q_stride_b, p.q_stride_h, 0}},
+                       {"key", p.key, {p.k_stride_b, p.k_stride_s, p.k_stride_h}},
+                       {"value", p.value, {p.v_stride_b, p.v_stride_s, p.v_stride_h}}};
+  for (const T& t : tensors) {
+    bool ok = reinterpret_cast<uintptr_t>(t.ptr) % 16 == 0;
+    for (int64_t s : t.strides) ok = ok && (s * esize) % 16 == 0;
+    if (!ok) {
+      return Invalid(absl::StrCat(
+          t.name,
+          ": the CUDA kernels load 16-byte vectors; expected a 16-byte aligned data pointer and "
+          "strides (other than the innermost) that are multiples of 16 bytes, got pointer ",
+          reinterpret_cast<uintptr_t>(t.ptr) % 16 == 0 ? "aligned" : "misaligned",
+          " and strides (elements) ", t.strides[0], ", ", t.strides[1], ", ", t.strides[2]));
+    }
+  }
+  if (p.batch * p.num_q_heads > std::numeric_limits<int32_t>::max()) {
+    return Invalid(absl::StrCat("batch * num_q_heads = ", p.batch * p.num_q_heads,
+                                " exceeds the CUDA grid limit"));
+  }
+  if (p.total_capacity > std::numeric_limits<int32_t>::max()) {
+    return Invalid(absl::StrCat("kv_total_capacity: at most 2^31 - 1 positions on CUDA, got ",
+                                p.total_capacity));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckWorkspace(const RaggedDecodeAttentionArgs& args, int64_t need) {
+  if (need == 0) return absl::OkStatus();
+  if (args.workspace == nullptr || args.workspace_bytes < need) {
+    return Invalid(absl::StrCat("workspace: expected at least ", need,
+                                " bytes (RaggedDecodeAttentionWorkspaceSize), got ",
+                                args.workspace == nullptr ? 0 : args.workspace_bytes,
+                                args.workspace == nullptr ? " (null pointer)" : ""));
+  }
+  if (reinterpret_cast<uintptr_t>(args.workspace) % 256 != 0) {
+    return Invalid("workspace: expected a 256-byte aligned pointer (cudaMalloc gives one)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRangesOnDevice(const Problem& p, cudaStream_t s) {
+  std::vector<int32_t> start(p.batch), end(p.batch);
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(start.data(), 4, p.sequence_start,
+                                                p.start_stride * 4, 4, p.batch,
+                                                cudaMemcpyDeviceToHost, s));
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(end.data(), 4, p.sequence_end, p.end_stride * 4, 4,
+                                                p.batch, cudaMemcpyDeviceToHost, s));
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s));
+  return ValidateRangesOnHost(p, start.data(), end.data());
+}
+
+// Launches the decode and combine kernels for a resolved config.
+absl::Status Launch(const Problem& p, void* workspace, const KernelConfig& cfg,
+                    const ShapeSignature& sig, const DeviceInfo& dev, int device,
+                    cudaStream_t stream) {
+  const void* kernel = DecodeKernelFor(p.dtype, p.head_dim);
+  if (kernel == nullptr) {
+    return Invalid(absl::StrCat("no CUDA kernel for dtype ", DTypeName(p.dtype), " and head_dim ",
+                                p.head_dim));
+  }
+  RAGGED_RETURN_IF_ERROR(PrepareKernel(kernel, device, dev.smem_per_block_optin));
+  const int threads = cfg.num_warps * 32;
+  const int64_t smem = DecodeSmemBytes(cfg, sig);
+  int num_ctas = cfg.num_splits;
+  if (num_ctas == 0) {
+    RAGGED_ASSIGN_OR_RETURN(int resident, ResidentCtasPerSm(kernel, device, threads, smem));
+    if (resident < 1) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("kernel_config ", cfg.ToString(), " cannot be resident on ", dev.name, " (",
+                       smem, " bytes of shared memory, ", threads, " threads)"));
+    }
+    num_ctas = dev.num_sms * std::min(resident, kMaxCtasPerSm);
+  }
+  const WorkspaceLayout w = ComputeWorkspace(p, dev);
+  char* ws = static_cast<char*>(workspace);
+
+  DecodeParams prm{};
+  prm.q = p.query;
+  prm.q_stride_b = p.q_stride_b;
+  prm.q_stride_h = p.q_stride_h;
+  prm.k = p.key;
+  prm.k_stride_b = p.k_stride_b;
+  prm.k_stride_s = p.k_stride_s;
+  prm.k_stride_h = p.k_stride_h;
+  prm.v = p.value;
+  prm.v_stride_b = p.v_stride_b;
+  prm.v_stride_s = p.v_stride_s;
+  prm.v_stride_h = p.v_stride_h;
+  prm.seq_start = p.sequence_start;
+  prm.start_stride = p.start_stride;
+  prm.seq_end = p.sequence_end;
+  prm.end_stride = p.end_stride;
+  prm.aux = p.aux;
+  prm.aux_stride_row = p.aux_stride_row;
+  prm.aux_stride_sink = p.aux_stride_sink;
+  prm.aux_elem = ElemOf(p.aux_dtype);
+  prm.sink_layout = static_cast<int32_t>(p.sink_layout);
+  prm.num_sinks = static_cast<int32_t>(p.num_sinks);
+  prm.out = p.output;
+  prm.o_stride_b = p.o_stride_b;
+  prm.o_stride_h = p.o_stride_h;
+  prm.out_elem = ElemOf(p.output_dtype);
+  prm.lse = p.lse;
+  prm.lse_stride_b = p.lse_stride_b;
+  prm.lse_stride_h = p.lse_stride_h;
+  prm.batch = static_cast<int32_t>(p.batch);
+  prm.num_kv_heads = static_cast<int32_t>(p.num_kv_heads);
+  prm.group_size = static_cast<int32_t>(p.group_size);
+  prm.head_dim = static_cast<int32_t>(p.head_dim);
+  prm.capacity = p.capacity;
+  prm.kv_offset = p.kv_offset;
+  prm.total_capacity = p.total_capacity;
+  prm.window_left = p.window_left;
+  prm.window_right = p.window_right;
+  prm.softmax_scale = p.softmax_scale;
+  prm.scale_log2 = p.softmax_scale * 1.4426950408889634f;
+  prm.soft_cap = p.soft_cap;
+  if (p.soft_cap > 0.0f) {
+    prm.cap_inner = p.softmax_scale / p.soft_cap * 2.0f * 1.4426950408889634f;
+    prm.cap_outer = p.soft_cap * 1.4426950408889634f;
+  }
+  prm.heads_per_block = cfg.heads_per_block;
+  prm.head_slices =
+      static_cast<int32_t>((p.group_size + cfg.heads_per_block - 1) / cfg.heads_per_block);
+  prm.block_n = cfg.block_n;
+  prm.stages = cfg.stages;
+  prm.num_ctas = num_ctas;
+  prm.min_tiles_per_cta = std::max(1, (cfg.chunk_size + cfg.block_n - 1) / cfg.block_n);
+  prm.header = reinterpret_cast<WorkspaceHeader*>(ws + w.header);
+  prm.row_prefix = reinterpret_cast<int64_t*>(ws + w.prefix);
+  prm.part_lse = reinterpret_cast<float*>(ws + w.lse);
+  prm.part_o = reinterpret_cast<float*>(ws + w.o);
+
+  const int64_t grid = static_cast<int64_t>(num_ctas) * prm.head_slices;
+  if (grid > std::numeric_limits<int32_t>::max()) {
+    return Invalid(absl::StrCat("grid of ", grid, " CTAs exceeds the CUDA limit"));
+  }
+  void* kargs[] = {&prm};
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaLaunchKernel(kernel, dim3(static_cast<unsigned>(grid)),
+                                               dim3(threads), kargs, static_cast<size_t>(smem),
+                                               stream));
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  const int64_t rows = p.batch * p.num_q_heads;  // one combine CTA per (row, query head)
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaLaunchKernel(
+      CombineKernelHandle(), dim3(static_cast<unsigned>(rows)), dim3(128), kargs, 0, stream));
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return absl::OkStatus();
+}
+
+struct Tuned {
+  KernelConfig config;
+  double time_us = 0.0;
+};
+
+// Mean time of `iters` launches of `c`, after `warmup` launches.
+absl::StatusOr<double> TimeConfig(const Problem& p, void* workspace, const KernelConfig& c,
+                                  const ShapeSignature& sig, const DeviceInfo& dev, int device,
+                                  cudaStream_t stream, cudaEvent_t start, cudaEvent_t stop) {
+  constexpr int kWarmup = 2, kIters = 10;
+  for (int i = 0; i < kWarmup; ++i) {
+    RAGGED_RETURN_IF_ERROR(Launch(p, workspace, c, sig, dev, device, stream));
+  }
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream));
+  for (int i = 0; i < kIters; ++i) {
+    RAGGED_RETURN_IF_ERROR(Launch(p, workspace, c, sig, dev, device, stream));
+  }
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream));
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
+  float ms = 0.0f;
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
+  return 1000.0 * ms / kIters;
+}
+
+// Times every candidate on this call's own inputs (writing its output) and returns the fastest.
+// A candidate that cannot launch (too many resources on this device) is skipped.
+absl::StatusOr<Tuned> Autotune(const Problem& p, void* workspace, const ShapeSignature& sig,
+                               const DeviceInfo& dev, int device, cudaStream_t stream) {
+  cudaEvent_t start, stop;
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
+  Tuned best;
+  best.time_us = std::numeric_limits<double>::infinity();
+  for (const KernelConfig& c : CandidateKernelConfigs(sig, dev)) {
+    absl::StatusOr<double> us = TimeConfig(p, workspace, c, sig, dev, device, stream, start, stop);
+    if (!us.ok()) {
+      cudaGetLastError();
+      continue;
+    }
+    if (*us < best.time_us) best = Tuned{c, *us};
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  if (best.time_us == std::numeric_limits<double>::infinity()) {
+    return absl::InternalError("autotune: no candidate config could be launched");
+  }
+  return best;
+}
+
+absl::StatusOr<KernelConfig> ChooseConfig(const Problem& p, void* workspace,
+                                          const RaggedDecodeAttentionOptions& options,
+                                          const ShapeSignature& sig, const DeviceInfo& dev,
+                                          int device, cudaStream_t stream) {
+  if (options.kernel_config.has_value()) {
+    return ResolveKernelConfig(*options.kernel_config, sig, dev);
+  }
+  RAGGED_ASSIGN_OR_RETURN(AutotunePolicy policy, AutotunePolicyFromEnv());
+  if (policy == AutotunePolicy::kOff) return HeuristicKernelConfig(sig, dev);
+  const std::string key = CacheKey(sig, dev);
+  AutotuneCache& cache = AutotuneCache::Global();
+  if (std::optional<KernelConfig> hit = cache.Lookup(key); hit.has_value()) {
+    absl::StatusOr<KernelConfig> c = ResolveKernelConfig(*hit, sig, dev);
+    if (c.ok() && *c == *hit) return *c;  // a stale or foreign entry falls back below
+  }
+  if (policy == AutotunePolicy::kHeuristic) return HeuristicKernelConfig(sig, dev);
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaStreamIsCapturing(stream, &capture));
+  if (capture != cudaStreamCaptureStatusNone) return HeuristicKernelConfig(sig, dev);
+  RAGGED_ASSIGN_OR_RETURN(Tuned best, Autotune(p, workspace, sig, dev, device, stream));
+  absl::Status s = cache.Insert(key, best.config, best.time_us);
+  if (!s.ok()) {
+    // The tuned config is still used (and kept in memory); only its persistence failed.
+    std::fprintf(stderr, "ragged: %s\n", std::string(s.message()).c_str());
+  }
+  return best.config;
+}
+
+}  // namespace
+
+absl::Status RunCuda(const Problem& p, const RaggedDecodeAttentionArgs& args,
+                     const RaggedDecodeAttentionOptions& options, Stream stream) {
+  const int device = p.device.index;
+  RAGGED_RETURN_IF_ERROR(CheckDevicePresent(device));
+  RAGGED_RETURN_IF_ERROR(CheckSupported(p));
+  RAGGED_ASSIGN_OR_RETURN(DeviceGuard guard, DeviceGuard::Enter(device));
+  RAGGED_ASSIGN_OR_RETURN(DeviceInfo dev, GetDeviceInfo(device));
+  const WorkspaceLayout w = ComputeWorkspace(p, dev);
+  RAGGED_RETURN_IF_ERROR(CheckWorkspace(args, w.total));
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (options.validate_ranges) RAGGED_RETURN_IF_ERROR(ValidateRangesOnDevice(p, s));
+  if (p.batch == 0 || p.num_q_heads == 0) return absl::OkStatus();
+  const ShapeSignature sig = ShapeSignature::FromProblem(p);
+  RAGGED_ASSIGN_OR_RETURN(KernelConfig cfg,
+                          ChooseConfig(p, args.workspace, options, sig, dev, device, s));
+  return Launch(p, args.workspace, cfg, sig, dev, device, s);
+}
+
+absl::StatusOr<int64_t> CudaWorkspaceSize(const Problem& p,
+                                          const RaggedDecodeAttentionOptions& options) {
+  RAGGED_RETURN_IF_ERROR(CheckDevicePresent(p.device.index));
+  RAGGED_ASSIGN_OR_RETURN(DeviceInfo dev, GetDeviceInfo(p.device.index));
+  return ComputeWorkspace(p, dev).total;
 }
 
 }  // namespace ragged::internal

@@ -1,0 +1,459 @@
+// gpu_bench: the CUDA backend on the GPU shapes of ../shared/BENCHMARKS.md.
+//
+// Method: valid K/V bytes are counted per shape; the read-only and device-to-device copy ceilings
+// are measured in the same run; each shape rotates between input sets whose total is at least
+// four times the L2; times are CUDA-event intervals of back-to-back calls (a GPU busy-wait is
+// queued first so that the host stays ahead), after warm-up, median of --reps; sampled rows of
+// the output are checked against the double-precision reference in the same run.
+//
+//   gpu_bench [--shapes B64_full,L_ragged] [--reps 50] [--json out.json] [--candidates]
+//
+// --candidates also times every candidate kernel config of each shape (tuning aid).
+// RAGGED_AUTOTUNE (off | heuristic | autotune) selects the library's config policy as usual.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "benchmarks/gpu_bench_kernels.h"
+#include "kernels/autotune.h"
+#include "kernels/ragged_decode_attention.h"
+#include "kernels/reference.h"
+#include "kernels/test_util.h"
+#include "nlohmann/json.hpp"
+#include "runtime/buffer.h"
+#include "runtime/status.h"
+
+namespace ragged::bench {
+namespace {
+
+enum class Lengths { kFull, kUniform, kOffset };
+
+struct Shape {
+  std::string name;
+  int64_t batch, capacity, num_q_heads, num_kv_heads, head_dim;
+  Lengths lengths = Lengths::kFull;
+  float soft_cap = 0.0f;
+  bool sinks = false;
+  int64_t window_left = -1;
+};
+
+std::vector<Shape> AllShapes() {
+  std::vector<Shape> v = {
+      {"B64_full", 64, 8192, 32, 8, 128},
+      {"L_full", 32, 8192, 32, 8, 128},
+      {"L_ragged", 32, 8192, 32, 8, 128, Lengths::kUniform},
+      {"L_offset", 32, 8192, 32, 8, 128, Lengths::kOffset},
+      {"M_ragged", 256, 2048, 32, 8, 128, Lengths::kUniform},
+      {"S_full", 1, 32768, 64, 8, 128},
+      {"XL_single", 1, 131072, 32, 8, 128},
+      {"MQA", 64, 8192, 64, 1, 128},
+      {"D64", 64, 8192, 32, 8, 64},
+      {"D256", 32, 8192, 16, 4, 256},
+      {"L_softcap", 32, 8192, 32, 8, 128},
+      {"L_sinks", 32, 8192, 32, 8, 128},
+      {"L_window", 32, 8192, 32, 8, 128},
+  };
+  v[10].soft_cap = 50.0f;
+  v[11].sinks = true;
+  v[12].window_left = 1024;
+  return v;
+}
+
+#define CUDA_OR_DIE(call)                                                                         \
+  do {                                                                                            \
+    const cudaError_t e_ = (call);                                                                \
+    if (e_ != cudaSuccess) {                                                                      \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                               \
+    }                                                                                             \
+  } while (0)
+
+template <typename T>
+T OrDie(absl::StatusOr<T> v, const char* what) {
+  if (!v.ok()) {
+    std::fprintf(stderr, "%s: %s\n", what, std::string(v.status().ToString()).c_str());
+    std::exit(1);
+  }
+  return std::move(*v);
+}
+void OrDie(const absl::Status& s, const char* what) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s: %s\n", what, std::string(s.ToString()).c_str());
+    std::exit(1);
+  }
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// Median time (ms) of `reps` back-to-back calls of `fn(rep)`, measured with CUDA events.
+template <typename Fn>
+double TimeMs(int reps, cudaStream_t s, Fn fn) {
+  std::vector<cudaEvent_t> ev(reps + 1);
+  for (auto& e : ev) CUDA_OR_DIE(cudaEventCreate(&e));
+  CUDA_OR_DIE(Spin(2'000'000, s));  // 2 ms of head start for the host
+  for (int r = 0; r < reps; ++r) {
+    CUDA_OR_DIE(cudaEventRecord(ev[r], s));
+    fn(r);
+  }
+  CUDA_OR_DIE(cudaEventRecord(ev[reps], s));
+  CUDA_OR_DIE(cudaEventSynchronize(ev[reps]));
+  std::vector<double> t(reps);
+  for (int r = 0; r < reps; ++r) {
+    float ms = 0;
+    CUDA_OR_DIE(cudaEventElapsedTime(&ms, ev[r], ev[r + 1]));
+    t[r] = ms;
+  }
+  for (auto& e : ev) cudaEventDestroy(e);
+  return Median(t);
+}
+
+struct Ceilings {
+  double read_tbps = 0, copy_tbps = 0;
+};
+
+Ceilings MeasureCeilings(cudaStream_t s, int reps) {
+  const int64_t bytes = int64_t{2} << 30;
+  DeviceBuffer a = OrDie(DeviceBuffer::AllocateBytes(bytes, 0), "alloc");
+  DeviceBuffer b = OrDie(DeviceBuffer::AllocateBytes(bytes, 0), "alloc");
+  DeviceBuffer sink = OrDie(DeviceBuffer::AllocateBytes(4096 * 4, 0), "alloc");
+  CUDA_OR_DIE(cudaMemsetAsync(a.data(), 1, bytes, s));
+  CUDA_OR_DIE(cudaMemsetAsync(sink.data(), 0, 4096 * 4, s));
+  auto read = [&](int) {
+    CUDA_OR_DIE(ReadOnly(a.data(), bytes, static_cast<uint32_t*>(sink.data()), s));
+  };
+  auto copy = [&](int) {
+    CUDA_OR_DIE(cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice, s));
+  };
+  for (int i = 0; i < 3; ++i) {
+    read(0);
+    copy(0);
+  }
+  Ceilings c;
+  c.read_tbps = bytes / (TimeMs(reps, s, read) * 1e-3) / 1e12;
+  c.copy_tbps = 2.0 * bytes / (TimeMs(reps, s, copy) * 1e-3) / 1e12;
+  return c;
+}
+
+// One input set on the device.
+struct InputSet {
+  DeviceBuffer q, k, v, aux;
+};
+
+struct ShapeResult {
+  std::string name;
+  double ms = 0, gbytes = 0, tbps = 0, pct_read = 0, max_err = 0;
+  bool check_ok = false;
+  int sets = 0;
+  std::string config;
+};
+
+// Valid positions of a row under the shape's window.
+int64_t ValidPositions(const Shape& sh, int32_t s, int32_t e) {
+  int64_t lo = s;
+  if (sh.window_left >= 0) lo = std::max<int64_t>(lo, e - 1 - sh.window_left);
+  return std::max<int64_t>(0, e - lo);
+}
+
+class ShapeRunner {
+ public:
+  ShapeRunner(const Shape& sh, const cudaDeviceProp& prop, cudaStream_t s) : sh_(sh), s_(s) {
+    const DType t = DType::kBF16;
+    testing::TestCase c;
+    c.batch = sh.batch;
+    c.capacity = sh.capacity;
+    if (sh.lengths == Lengths::kFull) {
+      c.start.assign(sh.batch, 0);
+      c.end.assign(sh.batch, static_cast<int32_t>(sh.capacity));
+    } else {
+      testing::RandomLengths(c, sh.lengths == Lengths::kOffset, /*allow_empty=*/false, 2026);
+    }
+    start_ = c.start;
+    end_ = c.end;
+    for (int64_t b = 0; b < sh.batch; ++b) {
+      valid_bytes_ +=
+          ValidPositions(sh, start_[b], end_[b]) * sh.num_kv_heads * sh.head_dim * 2 * DTypeSize(t);
+    }
+    const int64_t kv_elems = sh.batch * sh.capacity * sh.num_kv_heads * sh.head_dim;
+    const int64_t set_bytes = 2 * kv_elems * DTypeSize(t);
+    const int64_t want = 4 * static_cast<int64_t>(prop.l2CacheSize);
+    num_sets_ = static_cast<int>(std::max<int64_t>(2, (want + set_bytes - 1) / set_bytes));
+    for (int i = 0; i < num_sets_; ++i) {
+      InputSet in;
+      in.q = OrDie(DeviceBuffer::Allocate(t, {sh.batch, sh.num_q_heads, sh.head_dim}, 0), "q");
+      in.k = OrDie(
+          DeviceBuffer::Allocate(t, {sh.batch, sh.capacity, sh.num_kv_heads, sh.head_dim}, 0), "k");
+      in.v = OrDie(
+          DeviceBuffer::Allocate(t, {sh.batch, sh.capacity, sh.num_kv_heads, sh.head_dim}, 0), "v");
+      CUDA_OR_DIE(FillNormal(in.q.data(), t, in.q.view().num_elements(), 100 * i + 1, 1.0f, s));
+      CUDA_OR_DIE(FillNormal(in.k.data(), t, kv_elems, 100 * i + 2, 1.0f, s));
+      CUDA_OR_DIE(FillNormal(in.v.data(), t, kv_elems, 100 * i + 3, 1.0f, s));
+      if (sh.sinks) {
+        in.aux = OrDie(DeviceBuffer::Allocate(DType::kF32, {sh.num_q_heads, 1}, 0), "aux");
+        CUDA_OR_DIE(FillNormal(in.aux.data(), DType::kF32, sh.num_q_heads, 100 * i + 4, 1.0f, s));
+      }
+      sets_.push_back(std::move(in));
+    }
+    HostBuffer hs = HostBuffer::Allocate(DType::kI32, {sh.batch});
+    HostBuffer he = HostBuffer::Allocate(DType::kI32, {sh.batch});
+    std::copy(start_.begin(), start_.end(), hs.data_as<int32_t>());
+    std::copy(end_.begin(), end_.end(), he.data_as<int32_t>());
+    dstart_ = OrDie(DeviceBuffer::Allocate(DType::kI32, {sh.batch}, 0), "start");
+    dend_ = OrDie(DeviceBuffer::Allocate(DType::kI32, {sh.batch}, 0), "end");
+    OrDie(dstart_.CopyFromHost(hs.view(), s), "start");
+    OrDie(dend_.CopyFromHost(he.view(), s), "end");
+    CUDA_OR_DIE(cudaStreamSynchronize(s));
+    out_ = OrDie(DeviceBuffer::Allocate(t, {sh.batch, sh.num_q_heads, sh.head_dim}, 0), "out");
+    lse_ = OrDie(DeviceBuffer::Allocate(DType::kF32, {sh.batch, sh.num_q_heads}, 0), "lse");
+    opts_.platform = Platform::kCuda;
+    if (sh.soft_cap > 0) opts_.logits_soft_cap = sh.soft_cap;
+    if (sh.window_left >= 0) opts_.sliding_window = SlidingWindow{sh.window_left, 0};
+    const int64_t ws = OrDie(RaggedDecodeAttentionWorkspaceSize(Args(0), opts_), "ws size");
+    ws_ = OrDie(DeviceBuffer::AllocateBytes(ws, 0), "ws");
+  }
+
+  RaggedDecodeAttentionArgs Args(int set) const {
+    RaggedDecodeAttentionArgs a;
+    const InputSet& in = sets_[set];
+    a.query = in.q.view();
+    a.key = in.k.view();
+    a.value = in.v.view();
+    a.sequence_start = dstart_.view();
+    a.sequence_end = dend_.view();
+    if (sh_.sinks) a.softmax_aux = in.aux.view();
+    a.output = out_.view();
+    a.lse = lse_.view();
+    a.workspace = ws_.data();
+    a.workspace_bytes = ws_.nbytes();
+    return a;
+  }
+
+  // Median ms over `reps` calls rotating the input sets, with `opts` (a config maybe).
+  double Time(const RaggedDecodeAttentionOptions& opts, int reps) {
+    for (int i = 0; i < 2 * num_sets_; ++i) {
+      OrDie(RaggedDecodeAttention(Args(i % num_sets_), opts, s_), "warm-up");
+    }
+    return TimeMs(reps, s_, [&](int r) {
+      OrDie(RaggedDecodeAttention(Args(r % num_sets_), opts, s_), "RaggedDecodeAttention");
+    });
+  }
+
+  // Runs set 0 and checks rows against the reference; returns the max error (or -1 on failure).
+  double Check(std::string* detail) {
+    CUDA_OR_DIE(cudaMemsetAsync(out_.data(), 0xFF, out_.nbytes(), s_));
+    OrDie(RaggedDecodeAttention(Args(0), opts_, s_), "check run");
+    const int64_t HQ = sh_.num_q_heads, D = sh_.head_dim, S = sh_.capacity, HKV = sh_.num_kv_heads;
+    HostBuffer out = HostBuffer::Allocate(DType::kBF16, {sh_.batch, HQ, D});
+    HostBuffer lse = HostBuffer::Allocate(DType::kF32, {sh_.batch, HQ});
+    OrDie(out_.CopyToHost(out.view(), s_), "out");
+    OrDie(lse_.CopyToHost(lse.view(), s_), "lse");
+    CUDA_OR_DIE(cudaStreamSynchronize(s_));
+    std::vector<int64_t> rows = {0};
+    if (sh_.batch > 1) rows.push_back(sh_.batch - 1);
+    if (sh_.batch > 2) rows.push_back(sh_.batch / 2);
+    double worst = 0;
+    const InputSet& in = sets_[0];
+    for (int64_t b : rows) {
+      HostBuffer q = HostBuffer::Allocate(DType::kBF16, {1, HQ, D});
+      HostBuffer k = HostBuffer::Allocate(DType::kBF16, {1, S, HKV, D});
+      HostBuffer v = HostBuffer::Allocate(DType::kBF16, {1, S, HKV, D});
+      CUDA_OR_DIE(cudaMemcpy(q.data(), static_cast<char*>(in.q.data()) + b * q.nbytes(), q.nbytes(),
+                             cudaMemcpyDeviceToHost));
+      CUDA_OR_DIE(cudaMemcpy(k.data(), static_cast<char*>(in.k.data()) + b * k.nbytes(), k.nbytes(),
+                             cudaMemcpyDeviceToHost));
+      CUDA_OR_DIE(cudaMemcpy(v.data(), static_cast<char*>(in.v.data()) + b * v.nbytes(), v.nbytes(),
+                             cudaMemcpyDeviceToHost));
+      HostBuffer st = HostBuffer::Allocate(DType::kI32, {1});
+      HostBuffer en = HostBuffer::Allocate(DType::kI32, {1});
+      st.data_as<int32_t>()[0] = start_[b];
+      en.data_as<int32_t>()[0] = end_[b];
+      HostBuffer aux;
+      HostBuffer dummy = HostBuffer::Allocate(DType::kBF16, {1, HQ, D});
+      RaggedDecodeAttentionArgs a;
+      a.query = q.view();
+      a.key = k.view();
+      a.value = v.view();
+      a.sequence_start = st.view();
+      a.sequence_end = en.view();
+      a.output = dummy.view();
+      if (sh_.sinks) {
+        aux = HostBuffer::Allocate(DType::kF32, {HQ, 1});
+        CUDA_OR_DIE(cudaMemcpy(aux.data(), in.aux.data(), aux.nbytes(), cudaMemcpyDeviceToHost));
+        a.softmax_aux = aux.view();
+      }
+      RaggedDecodeAttentionOptions ro = opts_;
+      ro.platform = Platform::kReference;
+      ReferenceResult ref = OrDie(ComputeReference(a, ro), "reference");
+      TensorView got(static_cast<char*>(out.data()) + b * HQ * D * 2, DType::kBF16,
+                     std::vector<int64_t>{1, HQ, D});
+      TensorView got_lse(lse.data_as<float>() + b * HQ, DType::kF32, std::vector<int64_t>{1, HQ});
+      ::testing::AssertionResult r = testing::MatchesReference(ref, got, &got_lse, DType::kBF16);
+      if (!r) {
+        *detail = absl::StrFormat("row %d: %s", b, r.message());
+        return -1;
+      }
+      double err = 0;
+      std::sscanf(r.message(), "max error %lf", &err);
+      worst = std::max(worst, err);
+    }
+    return worst;
+  }
+
+  const RaggedDecodeAttentionOptions& options() const { return opts_; }
+  int64_t valid_bytes() const { return valid_bytes_; }
+  int num_sets() const { return num_sets_; }
+
+ private:
+  Shape sh_;
+  cudaStream_t s_;
+  std::vector<int32_t> start_, end_;
+  int64_t valid_bytes_ = 0;
+  int num_sets_ = 0;
+  std::vector<InputSet> sets_;
+  DeviceBuffer dstart_, dend_, out_, lse_, ws_;
+  RaggedDecodeAttentionOptions opts_;
+};
+
+DeviceInfo InfoOf(const cudaDeviceProp& p) {
+  DeviceInfo d;
+  d.name = p.name;
+  d.cc_major = p.major;
+  d.cc_minor = p.minor;
+  d.num_sms = p.multiProcessorCount;
+  d.smem_per_sm = static_cast<int>(p.sharedMemPerMultiprocessor);
+  d.smem_per_block_optin = static_cast<int>(p.sharedMemPerBlockOptin);
+  return d;
+}
+
+ShapeSignature SigOf(const Shape& sh) {
+  ShapeSignature s;
+  s.dtype = DType::kBF16;
+  s.batch = sh.batch;
+  s.capacity = sh.capacity;
+  s.num_q_heads = sh.num_q_heads;
+  s.num_kv_heads = sh.num_kv_heads;
+  s.head_dim = sh.head_dim;
+  s.window = sh.window_left >= 0;
+  s.soft_cap = sh.soft_cap > 0;
+  s.sinks = sh.sinks;
+  return s;
+}
+
+int Main(int argc, char** argv) {
+  std::string json_path, only;
+  int reps = 50;
+  bool candidates = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--json" && i + 1 < argc) {
+      json_path = argv[++i];
+    } else if (a == "--shapes" && i + 1 < argc) {
+      only = argv[++i];
+    } else if (a == "--reps" && i + 1 < argc) {
+      reps = std::max(3, std::atoi(argv[++i]));
+    } else if (a == "--candidates") {
+      candidates = true;
+    } else {
+      std::fprintf(stderr,
+                   "usage: gpu_bench [--shapes a,b] [--reps N] [--json FILE] [--candidates]\n");
+      return 2;
+    }
+  }
+  if (CudaDeviceCount() == 0) {
+    std::fprintf(stderr, "gpu_bench: no CUDA device is visible\n");
+    return 1;
+  }
+  CUDA_OR_DIE(cudaSetDevice(0));
+  cudaDeviceProp prop;
+  CUDA_OR_DIE(cudaGetDeviceProperties(&prop, 0));
+  cudaStream_t s;
+  CUDA_OR_DIE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const Ceilings ceil = MeasureCeilings(s, 20);
+  const char* policy = std::getenv("RAGGED_AUTOTUNE");
+  std::printf("device: %s (%d SMs, L2 %d MB)  policy: %s\n", prop.name, prop.multiProcessorCount,
+              prop.l2CacheSize >> 20, policy ? policy : "heuristic (default)");
+  std::printf("ceilings: read-only %.3f TB/s, device-to-device copy %.3f TB/s (read + write)\n",
+              ceil.read_tbps, ceil.copy_tbps);
+  std::printf("%-10s %9s %9s %8s %7s %5s  %s\n", "shape", "time_ms", "valid_GB", "TB/s", "%read",
+              "sets", "check");
+  const std::vector<std::string> wanted =
+      only.empty() ? std::vector<std::string>{} : absl::StrSplit(only, ',');
+  std::vector<ShapeResult> results;
+  bool all_ok = true;
+  for (const Shape& sh : AllShapes()) {
+    if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), sh.name) == wanted.end()) {
+      continue;
+    }
+    ShapeRunner run(sh, prop, s);
+    ShapeResult r;
+    r.name = sh.name;
+    r.sets = run.num_sets();
+    r.ms = run.Time(run.options(), reps);
+    r.gbytes = run.valid_bytes() / 1e9;
+    r.tbps = run.valid_bytes() / (r.ms * 1e-3) / 1e12;
+    r.pct_read = 100.0 * r.tbps / ceil.read_tbps;
+    std::string detail;
+    r.max_err = run.Check(&detail);
+    r.check_ok = r.max_err >= 0;
+    all_ok = all_ok && r.check_ok;
+    std::printf("%-10s %9.4f %9.3f %8.3f %6.1f%% %5d  %s\n", sh.name.c_str(), r.ms, r.gbytes,
+                r.tbps, r.pct_read, r.sets,
+                r.check_ok ? absl::StrFormat("ok (max err %.1e)", r.max_err).c_str()
+                           : ("FAILED " + detail).c_str());
+    std::fflush(stdout);
+    if (candidates) {
+      const DeviceInfo dev = InfoOf(prop);
+      for (const KernelConfig& c : CandidateKernelConfigs(SigOf(sh), dev)) {
+        RaggedDecodeAttentionOptions o = run.options();
+        o.kernel_config = c;
+        const double ms = run.Time(o, std::max(5, reps / 3));
+        std::printf("    %-55s %9.4f ms %6.1f%%\n", c.ToString().c_str(), ms,
+                    100.0 * run.valid_bytes() / (ms * 1e-3) / 1e12 / ceil.read_tbps);
+        std::fflush(stdout);
+      }
+    }
+    results.push_back(r);
+  }
+  if (!json_path.empty()) {
+    nlohmann::json j;
+    j["device"] = prop.name;
+    j["sms"] = prop.multiProcessorCount;
+    j["policy"] = policy ? policy : "heuristic";
+    j["read_tbps"] = ceil.read_tbps;
+    j["copy_tbps"] = ceil.copy_tbps;
+    j["reps"] = reps;
+    std::time_t now = std::time(nullptr);
+    char date[32];
+    std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+    j["date"] = date;
+    for (const ShapeResult& r : results) {
+      j["shapes"].push_back({{"name", r.name},
+                             {"time_ms", r.ms},
+                             {"valid_gb", r.gbytes},
+                             {"tbps", r.tbps},
+                             {"pct_read", r.pct_read},
+                             {"sets", r.sets},
+                             {"check_ok", r.check_ok},
+                             {"max_err", r.max_err}});
+    }
+    std::ofstream(json_path) << j.dump(2) << "\n";
+  }
+  cudaStreamDestroy(s);
+  return all_ok ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace ragged::bench
+
+int main(int argc, char** argv) { return ragged::bench::Main(argc, argv); }

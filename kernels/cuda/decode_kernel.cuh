@@ -1,0 +1,847 @@
+// The split-KV flash-decoding kernels (device code, templates). Included by the .cu files that
+// instantiate them (decode_f16.cu, decode_bf16.cu, decode_f32.cu); nothing else includes it.
+//
+// One kernel, two compute paths:
+// - MMA (f16, bf16): a CTA takes `heads_per_block` query heads of one GQA group (a multiple of 16,
+//   padded with zero rows) and streams the group's K/V tiles through a cp.async pipeline of
+//   `stages` buffers. Warp (mi, ni) owns head rows [16 mi, 16 mi + 16) and positions
+//   [16 ni, 16 ni + 16) of every tile: S = Q K^T and O += P V run on mma.sync.m16n8k16 with f32
+//   accumulators, each warp keeping its own online-softmax state; the warps of one row block are
+//   merged in a fixed order at the end of a segment (deterministic).
+// - SIMT (f32): tiles of 32 positions; lane t scores position t for up to 4 heads per warp, then
+//   thread (head, d-chunk) accumulates P V with float4 shared-memory reads. Exact f32 arithmetic.
+//
+// Schedule (see decode_params.h): a persistent grid; each CTA takes an equal contiguous share of
+// the flat sequence of tiles of all (row, KV head) pairs, computed on the device from start/end,
+// so the grid depends on shapes only and ragged work is spread evenly. A CTA's share crosses pair
+// boundaries; the load pipeline runs across them (a Q buffer per stage), and each finished segment
+// is written as the final output (whole pair) or as a partial for the combine kernel.
+#ifndef RAGGED_KERNELS_CUDA_DECODE_KERNEL_CUH_
+#define RAGGED_KERNELS_CUDA_DECODE_KERNEL_CUH_
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/cuda/decode_params.h"
+#include "kernels/cuda/smem_layout.h"
+#include "kernels/problem.h"
+
+namespace ragged::internal::cuda {
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+// ---------------------------------------------------------------------------------------------
+// Small device helpers.
+
+__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte asynchronous copy global -> shared; zero-fills the destination when !valid.
+__device__ __forceinline__ void CpAsync16(uint32_t dst, const void* src, bool valid) {
+  const int n = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+// Waits until at most `n` groups are pending (n in [0, 3]; larger n waits for n = 3).
+__device__ __forceinline__ void CpAsyncWaitDyn(int n) {
+  switch (n) {
+    case 0:
+      CpAsyncWait<0>();
+      break;
+    case 1:
+      CpAsyncWait<1>();
+      break;
+    case 2:
+      CpAsyncWait<2>();
+      break;
+    default:
+      CpAsyncWait<3>();
+      break;
+  }
+}
+
+__device__ __forceinline__ void Ldmatrix4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2,
+                                          uint32_t& r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(addr));
+}
+__device__ __forceinline__ void Ldmatrix4Trans(uint32_t addr, uint32_t& r0, uint32_t& r1,
+                                               uint32_t& r2, uint32_t& r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(addr));
+}
+
+template <typename T>
+struct MmaOp;
+
+template <>
+struct MmaOp<__nv_bfloat16> {
+  // d += a * b, m16n8k16, bf16 inputs, f32 accumulators.
+  __device__ __forceinline__ static void Run(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                             uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  __device__ __forceinline__ static uint32_t Pack(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  }
+};
+
+template <>
+struct MmaOp<__half> {
+  __device__ __forceinline__ static void Run(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                             uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  __device__ __forceinline__ static uint32_t Pack(float lo, float hi) {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  }
+};
+
+__device__ __forceinline__ float LoadElem(const void* base, int64_t i, int32_t code) {
+  switch (code) {
+    case kElemF16:
+      return __half2float(static_cast<const __half*>(base)[i]);
+    case kElemBF16:
+      return __bfloat162float(static_cast<const __nv_bfloat16*>(base)[i]);
+    default:
+      return static_cast<const float*>(base)[i];
+  }
+}
+
+__device__ __forceinline__ void StoreElem(void* base, int64_t i, float v, int32_t code) {
+  switch (code) {
+    case kElemF16:
+      static_cast<__half*>(base)[i] = __float2half_rn(v);
+      break;
+    case kElemBF16:
+      static_cast<__nv_bfloat16*>(base)[i] = __float2bfloat16_rn(v);
+      break;
+    default:
+      static_cast<float*>(base)[i] = v;
+      break;
+  }
+}
+
+__device__ __forceinline__ float WarpMax(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ __forceinline__ float WarpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Logit of a raw dot product, in log2 units (SPEC steps 4-5).
+// With a cap c: c * tanh(scale * dot / c), tanh(y) = 1 - 2 / (exp(2y) + 1): one ex2 and one fast
+// division (absolute error ~1e-7 of tanh; +-inf of exp give exactly +-1).
+__device__ __forceinline__ float Logit(const DecodeParams& p, float dot) {
+  if (p.soft_cap > 0.0f) {
+    const float e = exp2f(dot * p.cap_inner);
+    return p.cap_outer * (1.0f - __fdividef(2.0f, e + 1.0f));
+  }
+  return dot * p.scale_log2;
+}
+
+// The CTA (of `active` CTAs sharing `total` tiles) whose share holds flat tile t.
+__device__ __forceinline__ int64_t CtaOfTile(int64_t t, int64_t total, int64_t active) {
+  return ((t + 1) * active - 1) / total;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schedule: rows, cursors and the CTA's share.
+
+struct RowInfo {
+  int32_t begin;  // first local KV row
+  int32_t len;    // valid positions
+};
+
+__device__ __forceinline__ RowInfo LoadRowInfo(const DecodeParams& p, int64_t b) {
+  const KvRange r =
+      ComputeKvRange(p.seq_start[b * p.start_stride], p.seq_end[b * p.end_stride], p.capacity,
+                     p.kv_offset, p.total_capacity, p.window_left, p.window_right);
+  RowInfo info;
+  info.begin = static_cast<int32_t>(r.begin);
+  info.len = static_cast<int32_t>(r.end - r.begin);
+  return info;
+}
+
+// Position in the flat tile sequence.
+struct Cursor {
+  int32_t b, g, tile;         // row, KV head, tile within the pair
+  int32_t begin, len, tiles;  // of row b
+  int32_t seg;                // ordinal of the segment within this CTA
+};
+
+struct Schedule {
+  int64_t t0, t1;  // this CTA's share [t0, t1) of the flat tiles
+  Cursor start;
+};
+
+// Block-wide helpers over int64 (blockDim.x a multiple of 32, at most 1024).
+__device__ __forceinline__ int64_t BlockSum(int64_t v, int64_t* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  int64_t total = 0;
+  for (int w = 0; w < nwarps; ++w) total += scratch[w];
+  return total;
+}
+
+// Exclusive scan; *total gets the sum. Ends with the block synchronized.
+__device__ __forceinline__ int64_t BlockExclusiveScan(int64_t v, int64_t* scratch, int64_t* total) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  int64_t inc = v;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int64_t n = __shfl_up_sync(0xffffffffu, inc, o);
+    if (lane >= o) inc += n;
+  }
+  __syncthreads();
+  if (lane == 31) scratch[warp] = inc;
+  __syncthreads();
+  int64_t before = 0, sum = 0;
+  for (int w = 0; w < nwarps; ++w) {
+    if (w < warp) before += scratch[w];
+    sum += scratch[w];
+  }
+  *total = sum;
+  return before + inc - v;
+}
+
+// Computes T, this CTA's share and its first cursor; caches the info of the share's first rows in
+// `rows`. CTA 0 of slice 0 also writes the row prefix and the header for the combine kernel.
+// Must be called by the whole block.
+__device__ inline Schedule ComputeSchedule(const DecodeParams& p, int cta, bool writer,
+                                           int32_t* rows, int64_t* scan) {
+  const int nt = blockDim.x;
+  const int64_t hkv = p.num_kv_heads;
+  // Pass 1: total tiles. The first chunk of rows stays in registers for pass 2 (often the only
+  // chunk), which saves a round trip to memory.
+  int64_t acc = 0;
+  RowInfo first{0, 0};
+  for (int64_t base = 0; base < p.batch; base += nt) {
+    const int64_t b = base + threadIdx.x;
+    if (b < p.batch) {
+      const RowInfo r = LoadRowInfo(p, b);
+      if (base == 0) first = r;
+      acc += (r.len + p.block_n - 1) / p.block_n * hkv;
+    }
+  }
+  const int64_t total = BlockSum(acc, scan);
+  int64_t active = 0;
+  if (total > 0) {
+    const int64_t want = (total + p.min_tiles_per_cta - 1) / p.min_tiles_per_cta;
+    active = want < p.num_ctas ? want : p.num_ctas;
+    if (active < 1) active = 1;
+  }
+  Schedule s;
+  s.t0 = s.t1 = 0;
+  if (cta < active) {
+    s.t0 = cta * total / active;
+    s.t1 = (cta + 1) * total / active;
+  }
+  if (s.t0 >= s.t1 && !writer) return s;
+
+  // Pass 2: exclusive scan over rows to find the row holding t0 and cache the rows after it.
+  int64_t* s_b0 = scan + 33;
+  int64_t* s_pre0 = scan + 34;
+  if (threadIdx.x == 0) {
+    *s_b0 = INT64_MAX;
+    *s_pre0 = 0;
+  }
+  int64_t running = 0;
+  for (int64_t base = 0; base < p.batch; base += nt) {
+    const int64_t b = base + threadIdx.x;
+    RowInfo r{0, 0};
+    int64_t v = 0;
+    if (b < p.batch) {
+      r = base == 0 ? first : LoadRowInfo(p, b);
+      v = (r.len + p.block_n - 1) / p.block_n * hkv;
+    }
+    int64_t chunk_total;
+    const int64_t pre = running + BlockExclusiveScan(v, scan, &chunk_total);
+    if (b < p.batch) {
+      if (writer) p.row_prefix[b] = pre;
+      if (v > 0 && pre <= s.t0 && s.t0 < pre + v) {
+        *s_b0 = b;
+        *s_pre0 = pre;
+      }
+    }
+    __syncthreads();
+    const int64_t b0 = *s_b0;
+    if (b < p.batch && b >= b0 && b < b0 + kRowCache) {
+      rows[2 * (b - b0)] = r.begin;
+      rows[2 * (b - b0) + 1] = r.len;
+    }
+    running += chunk_total;
+    if (!writer && b0 != INT64_MAX && base + nt >= b0 + kRowCache) break;
+  }
+  if (writer && threadIdx.x == 0) {
+    p.row_prefix[p.batch] = total;
+    p.header->total_tiles = total;
+    p.header->active_ctas = static_cast<int32_t>(active);
+  }
+  __syncthreads();
+  if (s.t0 < s.t1) {
+    const int64_t b0 = *s_b0;
+    const int64_t off = s.t0 - *s_pre0;
+    Cursor& c = s.start;
+    c.b = static_cast<int32_t>(b0);
+    c.begin = rows[0];
+    c.len = rows[1];
+    c.tiles = (c.len + p.block_n - 1) / p.block_n;
+    c.g = static_cast<int32_t>(off / c.tiles);
+    c.tile = static_cast<int32_t>(off % c.tiles);
+    c.seg = 0;
+  }
+  return s;
+}
+
+// Moves the cursor to the next flat tile. Only called when one exists.
+__device__ __forceinline__ void Advance(const DecodeParams& p, Cursor& c, int32_t b0,
+                                        const int32_t* rows) {
+  if (++c.tile < c.tiles) return;
+  c.tile = 0;
+  ++c.seg;
+  if (++c.g < p.num_kv_heads) return;
+  c.g = 0;
+  do {
+    ++c.b;
+    const int32_t i = c.b - b0;
+    if (i < kRowCache) {
+      c.begin = rows[2 * i];
+      c.len = rows[2 * i + 1];
+    } else {
+      const RowInfo r = LoadRowInfo(p, c.b);
+      c.begin = r.begin;
+      c.len = r.len;
+    }
+    c.tiles = (c.len + p.block_n - 1) / p.block_n;
+  } while (c.tiles == 0);
+}
+
+// Issues the cp.async loads of the cursor's K/V tile (and of Q at a segment start).
+template <typename T, int kD>
+__device__ __forceinline__ void IssueTile(const DecodeParams& p, const SmemLayout& L,
+                                          unsigned char* smem, const Cursor& c, int buf,
+                                          bool load_q, int slice) {
+  constexpr int kChunks = kD * static_cast<int>(sizeof(T)) / 16;
+  constexpr int kElemsPerChunk = 16 / static_cast<int>(sizeof(T));
+  const int block_n = p.block_n;
+  const int pos0 = c.begin + c.tile * block_n;
+  const int rem = c.len - c.tile * block_n;
+  const int valid = rem < block_n ? rem : block_n;
+  const T* kbase = static_cast<const T*>(p.k) + c.b * p.k_stride_b +
+                   static_cast<int64_t>(pos0) * p.k_stride_s + c.g * p.k_stride_h;
+  const T* vbase = static_cast<const T*>(p.v) + c.b * p.v_stride_b +
+                   static_cast<int64_t>(pos0) * p.v_stride_s + c.g * p.v_stride_h;
+  const uint32_t kdst = SmemAddr(smem + L.kv_off + buf * L.kv_stage_bytes);
+  const uint32_t vdst = kdst + block_n * L.row_bytes;
+  // Thread t copies chunk t % kChunks of rows t / kChunks, t / kChunks + rpp, ...: its global
+  // and shared addresses advance by constant steps.
+  const int rpp = static_cast<int>(blockDim.x) / kChunks;
+  const int r0 = static_cast<int>(threadIdx.x) / kChunks,
+            ch = static_cast<int>(threadIdx.x) % kChunks;
+  if (r0 < rpp) {
+    const T* ks = kbase + r0 * p.k_stride_s + ch * kElemsPerChunk;
+    const T* vs = vbase + r0 * p.v_stride_s + ch * kElemsPerChunk;
+    const int64_t kstep = rpp * p.k_stride_s, vstep = rpp * p.v_stride_s;
+    uint32_t so = r0 * L.row_bytes + ch * 16;
+    const uint32_t sstep = rpp * L.row_bytes;
+    for (int r = r0; r < block_n; r += rpp) {
+      const bool ok = r < valid;
+      CpAsync16(kdst + so, ok ? ks : kbase, ok);
+      CpAsync16(vdst + so, ok ? vs : vbase, ok);
+      ks += kstep;
+      vs += vstep;
+      so += sstep;
+    }
+  }
+  if (load_q) {
+    const int hpb = p.heads_per_block;
+    const int first = slice * hpb;  // first head of the slice within the group
+    const T* qbase = static_cast<const T*>(p.q) + c.b * p.q_stride_b +
+                     static_cast<int64_t>(c.g * p.group_size + first) * p.q_stride_h;
+    const uint32_t qdst = SmemAddr(smem + L.q_off + (c.seg % p.stages) * hpb * L.row_bytes);
+    for (int idx = threadIdx.x; idx < hpb * kChunks; idx += blockDim.x) {
+      const int r = idx / kChunks, ch = idx % kChunks;
+      const bool ok = first + r < p.group_size;
+      const int64_t qo = ok ? r * p.q_stride_h + ch * kElemsPerChunk : 0;
+      CpAsync16(qdst + r * L.row_bytes + ch * 16, qbase + qo, ok);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compute paths. Each keeps the online-softmax state of its segment and, at the end of a segment,
+// leaves in shared memory the un-normalized O (scratch), the row max (row_m, log2 units) and the
+// row sum (row_l) for the common epilogue.
+
+// The f32 scratch of a finished segment: its own buffer, or (SmemLayout::scratch_in_tile) the
+// K/V buffer of the segment's last tile, which nobody reads once every warp is past that tile.
+__device__ __forceinline__ float* ScratchOf(const SmemLayout& L, unsigned char* smem, int buf) {
+  if (L.scratch_in_tile) return reinterpret_cast<float*>(smem + L.kv_off + buf * L.kv_stage_bytes);
+  return reinterpret_cast<float*>(smem + L.scratch_off);
+}
+
+template <typename T, int kD>
+struct MmaPath {
+  static constexpr int kNTiles = kD / 8;  // n8 tiles of O
+  // Q's A fragments stay in registers for a segment when they fit (head_dim <= 128); larger
+  // head dims reload them from shared memory for each chunk.
+  static constexpr bool kQInRegs = kD <= 128;
+  float o[kNTiles][4];
+  float m[2], l[2];  // rows lane/4 and lane/4 + 8 of the warp's 16
+  uint32_t qf[kQInRegs ? kD / 16 : 1][4];
+
+  __device__ __forceinline__ void Reset() {
+#pragma unroll
+    for (int i = 0; i < kNTiles; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    m[0] = m[1] = -INFINITY;
+    l[0] = l[1] = 0.0f;
+  }
+
+  __device__ __forceinline__ void Tile(const DecodeParams& p, const SmemLayout& L,
+                                       unsigned char* smem, int buf, int qslot, int valid,
+                                       bool seg_first, int nsplit) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int mi = warp / nsplit, ni = warp % nsplit;
+    const int per_warp = p.block_n / nsplit;  // a multiple of 16
+    const int rb = L.row_bytes;
+    const uint32_t qaddr = SmemAddr(smem + L.q_off + qslot * p.heads_per_block * rb) +
+                           (mi * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * rb + (lane >> 4) * 16;
+    const uint32_t kbuf = SmemAddr(smem + L.kv_off + buf * L.kv_stage_bytes);
+    const uint32_t vbuf = kbuf + p.block_n * rb;
+    if (kQInRegs && seg_first) {
+#pragma unroll
+      for (int kk = 0; kk < (kQInRegs ? kD / 16 : 1); ++kk) {
+        Ldmatrix4(qaddr + kk * 32, qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+      }
+    }
+    const int end = (ni + 1) * per_warp < valid ? (ni + 1) * per_warp : valid;
+    int c0 = ni * per_warp;
+    // 32 positions per softmax step where the warp's slice allows it, else 16.
+    for (; c0 + 16 < end && c0 + 32 <= (ni + 1) * per_warp; c0 += 32) {
+      Chunk<2>(p, qaddr, kbuf + (c0 + (lane & 7) + (lane >> 4) * 8) * rb + ((lane >> 3) & 1) * 16,
+               vbuf + (c0 + (lane & 7) + ((lane >> 3) & 1) * 8) * rb + (lane >> 4) * 16, valid - c0,
+               rb);
+    }
+    for (; c0 < end; c0 += 16) {
+      Chunk<1>(p, qaddr, kbuf + (c0 + (lane & 7) + (lane >> 4) * 8) * rb + ((lane >> 3) & 1) * 16,
+               vbuf + (c0 + (lane & 7) + ((lane >> 3) & 1) * 8) * rb + (lane >> 4) * 16, valid - c0,
+               rb);
+    }
+  }
+
+  // Online-softmax update with 16 * kG positions whose K/V ldmatrix addresses (this lane's row
+  // of the first 16) are kaddr/vaddr; rows are `rb` bytes apart; positions >= valid are masked.
+  template <int kG>
+  __device__ __forceinline__ void Chunk(const DecodeParams& p, uint32_t qaddr, uint32_t kaddr,
+                                        uint32_t vaddr, int valid, int rb) {
+    const int lane = threadIdx.x & 31;
+    float s[2 * kG][4];
+#pragma unroll
+    for (int i = 0; i < 2 * kG; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk) {
+      uint32_t a[4];
+      if constexpr (kQInRegs) {
+        a[0] = qf[kk][0];
+        a[1] = qf[kk][1];
+        a[2] = qf[kk][2];
+        a[3] = qf[kk][3];
+      } else {
+        Ldmatrix4(qaddr + kk * 32, a[0], a[1], a[2], a[3]);
+      }
+#pragma unroll
+      for (int gi = 0; gi < kG; ++gi) {
+        uint32_t b[4];
+        Ldmatrix4(kaddr + gi * 16 * rb + kk * 32, b[0], b[1], b[2], b[3]);
+        MmaOp<T>::Run(s[2 * gi], a, b[0], b[1]);
+        MmaOp<T>::Run(s[2 * gi + 1], a, b[2], b[3]);
+      }
+    }
+    const int tig = lane & 3;
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < 2 * kG; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = nt * 8 + tig * 2 + (e & 1);
+        const float x = col < valid ? Logit(p, s[nt][e]) : -INFINITY;
+        s[nt][e] = x;
+        mx[e >> 1] = fmaxf(mx[e >> 1], x);
+      }
+    }
+    float alpha[2], mu[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float m_new = fmaxf(m[r], mx[r]);
+      mu[r] = m_new == -INFINITY ? 0.0f : m_new;
+      alpha[r] = exp2f(m[r] - mu[r]);
+      m[r] = m_new;
+      l[r] *= alpha[r];
+    }
+#pragma unroll
+    for (int nt = 0; nt < 2 * kG; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float pr = exp2f(s[nt][e] - mu[e >> 1]);
+        s[nt][e] = pr;
+        l[e >> 1] += pr;
+      }
+    }
+    // The running max rarely moves after the first tiles: skip the rescale when it did not.
+    if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
+#pragma unroll
+      for (int i = 0; i < kNTiles; ++i) {
+        o[i][0] *= alpha[0];
+        o[i][1] *= alpha[0];
+        o[i][2] *= alpha[1];
+        o[i][3] *= alpha[1];
+      }
+    }
+#pragma unroll
+    for (int gi = 0; gi < kG; ++gi) {
+      uint32_t a[4];
+      a[0] = MmaOp<T>::Pack(s[2 * gi][0], s[2 * gi][1]);
+      a[1] = MmaOp<T>::Pack(s[2 * gi][2], s[2 * gi][3]);
+      a[2] = MmaOp<T>::Pack(s[2 * gi + 1][0], s[2 * gi + 1][1]);
+      a[3] = MmaOp<T>::Pack(s[2 * gi + 1][2], s[2 * gi + 1][3]);
+#pragma unroll
+      for (int dd = 0; dd < kD / 16; ++dd) {
+        uint32_t b[4];
+        Ldmatrix4Trans(vaddr + gi * 16 * rb + dd * 32, b[0], b[1], b[2], b[3]);
+        MmaOp<T>::Run(o[2 * dd], a, b[0], b[1]);
+        MmaOp<T>::Run(o[2 * dd + 1], a, b[2], b[3]);
+      }
+    }
+  }
+
+  // Merges the warps of each row block in a fixed order into scratch/row_m/row_l.
+  __device__ __forceinline__ void Finish(const DecodeParams& p, const SmemLayout& L,
+                                         unsigned char* smem, int buf, int nsplit) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int mi = warp / nsplit, ni = warp % nsplit;
+    const int hpb = p.heads_per_block;
+    float* red_m = reinterpret_cast<float*>(smem + L.red_m_off);
+    float* red_l = reinterpret_cast<float*>(smem + L.red_l_off);
+    float* row_m = reinterpret_cast<float*>(smem + L.row_m_off);
+    float* row_l = reinterpret_cast<float*>(smem + L.row_l_off);
+    float* scratch = ScratchOf(L, smem, buf);
+    const int tig = lane & 3;
+    const int row[2] = {mi * 16 + (lane >> 2), mi * 16 + (lane >> 2) + 8};
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+    if (tig == 0) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        red_m[ni * hpb + row[r]] = m[r];
+        red_l[ni * hpb + row[r]] = l[r];
+      }
+    }
+    __syncthreads();
+    float scale[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mm = -INFINITY;
+      for (int k = 0; k < nsplit; ++k) mm = fmaxf(mm, red_m[k * hpb + row[r]]);
+      const float mu = mm == -INFINITY ? 0.0f : mm;
+      scale[r] = exp2f(m[r] - mu);
+      if (ni == 0 && tig == 0) {
+        float ll = 0.0f;
+        for (int k = 0; k < nsplit; ++k) {
+          ll += red_l[k * hpb + row[r]] * exp2f(red_m[k * hpb + row[r]] - mu);
+        }
+        row_m[row[r]] = mm;
+        row_l[row[r]] = ll;
+      }
+    }
+    const int ld = L.scratch_ld;
+    for (int round = 0; round < nsplit; ++round) {
+      if (ni == round) {
+#pragma unroll
+        for (int i = 0; i < kNTiles; ++i) {
+          const int col = i * 8 + tig * 2;
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            float2* dst = reinterpret_cast<float2*>(scratch + row[r] * ld + col);
+            float2 v = make_float2(o[i][2 * r] * scale[r], o[i][2 * r + 1] * scale[r]);
+            if (round > 0) {
+              const float2 old = *dst;
+              v.x += old.x;
+              v.y += old.y;
+            }
+            *dst = v;
+          }
+        }
+      }
+      __syncthreads();
+    }
+  }
+};
+
+template <int kD>
+struct SimtPath {
+  static constexpr int kC4 = kD / 4;                // float4 chunks per row
+  static constexpr int kPerThread = (kC4 + 7) / 8;  // chunks per thread (8 threads per head)
+  static constexpr int kBlockN = 32;
+  float4 o[kPerThread];
+
+  __device__ __forceinline__ void Reset() {
+#pragma unroll
+    for (int j = 0; j < kPerThread; ++j) o[j] = make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+
+  __device__ __forceinline__ void Tile(const DecodeParams& p, const SmemLayout& L,
+                                       unsigned char* smem, int buf, int qslot, int valid,
+                                       bool seg_first, int /*nsplit*/) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int hpb = p.heads_per_block;
+    const int ld4 = L.row_bytes / 16;  // row stride in float4
+    const float4* k4 = reinterpret_cast<const float4*>(smem + L.kv_off + buf * L.kv_stage_bytes);
+    const float4* v4 = k4 + kBlockN * ld4;
+    const float4* q4 = reinterpret_cast<const float4*>(smem + L.q_off + qslot * hpb * L.row_bytes);
+    float* row_m = reinterpret_cast<float*>(smem + L.row_m_off);
+    float* row_l = reinterpret_cast<float*>(smem + L.row_l_off);
+    float* s_alpha = reinterpret_cast<float*>(smem + L.alpha_off);
+    float* s_p = reinterpret_cast<float*>(smem + L.p_off);
+    // Phase 1: lane = position, heads warp + 4 j.
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    const float4* krow = k4 + lane * ld4;
+#pragma unroll 4
+    for (int c = 0; c < kC4; ++c) {
+      const float4 kv = krow[c];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int h = warp + 4 * j;
+        if (h < hpb) {
+          const float4 qv = q4[h * ld4 + c];
+          acc[j] = fmaf(qv.x, kv.x, acc[j]);
+          acc[j] = fmaf(qv.y, kv.y, acc[j]);
+          acc[j] = fmaf(qv.z, kv.z, acc[j]);
+          acc[j] = fmaf(qv.w, kv.w, acc[j]);
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int h = warp + 4 * j;
+      if (h >= hpb) break;
+      const float x = lane < valid ? Logit(p, acc[j]) : -INFINITY;
+      const float m_old = seg_first ? -INFINITY : row_m[h];
+      const float l_old = seg_first ? 0.0f : row_l[h];
+      const float m_new = fmaxf(m_old, WarpMax(x));
+      const float mu = m_new == -INFINITY ? 0.0f : m_new;
+      const float pr = exp2f(x - mu);
+      const float sum = WarpSum(pr);
+      const float alpha = exp2f(m_old - mu);
+      s_p[h * kBlockN + lane] = pr;
+      __syncwarp();
+      if (lane == 0) {
+        row_m[h] = m_new;
+        row_l[h] = l_old * alpha + sum;
+        s_alpha[h] = alpha;
+      }
+    }
+    __syncthreads();
+    // Phase 2: thread (head h, chunk lane c) accumulates P V.
+    const int h = threadIdx.x >> 3, c = threadIdx.x & 7;
+    if (h < hpb) {
+      const float alpha = s_alpha[h];
+#pragma unroll
+      for (int j = 0; j < kPerThread; ++j) {
+        o[j].x *= alpha;
+        o[j].y *= alpha;
+        o[j].z *= alpha;
+        o[j].w *= alpha;
+      }
+      const int tmax = valid;
+      for (int t = 0; t < tmax; ++t) {
+        const float pt = s_p[h * kBlockN + t];
+        const float4* vrow = v4 + t * ld4;
+#pragma unroll
+        for (int j = 0; j < kPerThread; ++j) {
+          const int idx = c + 8 * j;
+          if (idx < kC4) {
+            const float4 vv = vrow[idx];
+            o[j].x = fmaf(pt, vv.x, o[j].x);
+            o[j].y = fmaf(pt, vv.y, o[j].y);
+            o[j].z = fmaf(pt, vv.z, o[j].z);
+            o[j].w = fmaf(pt, vv.w, o[j].w);
+          }
+        }
+      }
+    }
+  }
+
+  __device__ __forceinline__ void Finish(const DecodeParams& p, const SmemLayout& L,
+                                         unsigned char* smem, int buf, int /*nsplit*/) {
+    float* scratch = ScratchOf(L, smem, buf);
+    __syncthreads();  // the scratch may alias this tile's K/V, which other warps may still read
+    const int h = threadIdx.x >> 3, c = threadIdx.x & 7;
+    if (h < p.heads_per_block) {
+#pragma unroll
+      for (int j = 0; j < kPerThread; ++j) {
+        const int idx = c + 8 * j;
+        if (idx < kC4) *reinterpret_cast<float4*>(scratch + h * L.scratch_ld + 4 * idx) = o[j];
+      }
+    }
+    __syncthreads();
+  }
+};
+
+// Writes a finished segment: the final output (with sinks, when `whole`) or a partial.
+template <int kD>
+__device__ __forceinline__ void Epilogue(const DecodeParams& p, const SmemLayout& L,
+                                         unsigned char* smem, int buf, int b, int g, int slice,
+                                         bool whole, int64_t slot) {
+  const int hpb = p.heads_per_block;
+  const int first = slice * hpb;
+  const int rows = p.group_size - first < hpb ? p.group_size - first : hpb;
+  float* row_m = reinterpret_cast<float*>(smem + L.row_m_off);
+  float* row_l = reinterpret_cast<float*>(smem + L.row_l_off);
+  float* factor = reinterpret_cast<float*>(smem + L.factor_off);
+  const float* scratch = ScratchOf(L, smem, buf);
+  const int G = p.group_size;
+  if (static_cast<int>(threadIdx.x) < rows) {
+    const int r = first + threadIdx.x;  // head within the group
+    const int64_t h = static_cast<int64_t>(g) * G + r;
+    const float m2 = row_m[threadIdx.x], l = row_l[threadIdx.x];
+    if (whole) {
+      float top = m2;
+      int64_t arow = 0;
+      if (p.sink_layout == kSinkPerKvHead) arow = g;
+      if (p.sink_layout == kSinkPerQHead) arow = h;
+      for (int j = 0; j < p.num_sinks; ++j) {
+        top = fmaxf(
+            top,
+            LoadElem(p.aux, arow * p.aux_stride_row + j * p.aux_stride_sink, p.aux_elem) * kLog2e);
+      }
+      const float tu = top == -INFINITY ? 0.0f : top;
+      const float sc = exp2f(m2 - tu);
+      float denom = l * sc;
+      for (int j = 0; j < p.num_sinks; ++j) {
+        denom += exp2f(
+            LoadElem(p.aux, arow * p.aux_stride_row + j * p.aux_stride_sink, p.aux_elem) * kLog2e -
+            tu);
+      }
+      factor[threadIdx.x] = sc / denom;
+      if (p.lse != nullptr) {
+        p.lse[b * p.lse_stride_b + h * p.lse_stride_h] = (tu + log2f(denom)) * kLn2;
+      }
+    } else {
+      factor[threadIdx.x] = l > 0.0f ? 1.0f / l : 0.0f;
+      p.part_lse[slot * G + r] = (m2 + log2f(l)) * kLn2;
+    }
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < rows * kD; idx += blockDim.x) {
+    const int r = idx / kD, d = idx % kD;
+    const float val = scratch[r * L.scratch_ld + d] * factor[r];
+    if (whole) {
+      const int64_t h = static_cast<int64_t>(g) * G + first + r;
+      StoreElem(p.out, b * p.o_stride_b + h * p.o_stride_h + d, val, p.out_elem);
+    } else {
+      p.part_o[(slot * G + first + r) * kD + d] = val;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The decode kernel.
+
+template <typename T, int kD, bool kMma>
+__global__ void __launch_bounds__(kMaxDecodeThreads)
+    DecodeKernel(const __grid_constant__ DecodeParams p) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int nsplit = kMma ? static_cast<int>(blockDim.x >> 5) / (p.heads_per_block / 16) : 1;
+  const SmemLayout L = ComputeSmemLayout(static_cast<int>(sizeof(T)), kD, p.heads_per_block,
+                                         p.block_n, p.stages, nsplit, kMma);
+  const int cta = static_cast<int>(blockIdx.x) / p.head_slices;
+  const int slice = static_cast<int>(blockIdx.x) % p.head_slices;
+  int32_t* rows = reinterpret_cast<int32_t*>(smem + L.rows_off);
+  int64_t* scan = reinterpret_cast<int64_t*>(smem + L.scan_off);
+  const Schedule sched = ComputeSchedule(p, cta, cta == 0 && slice == 0, rows, scan);
+  const int64_t n = sched.t1 - sched.t0;
+  if (n <= 0) return;
+  const int32_t b0 = sched.start.b;
+  const int stages = p.stages;
+
+  Cursor prod = sched.start;
+  Cursor cons = sched.start;
+  int64_t issued = 0;
+  auto issue_next = [&]() {
+    if (issued < n) {
+      IssueTile<T, kD>(p, L, smem, prod, static_cast<int>(issued % stages),
+                       prod.tile == 0 || issued == 0, slice);
+      ++issued;
+      if (issued < n) Advance(p, prod, b0, rows);
+    }
+    CpAsyncCommit();
+  };
+  for (int s = 0; s < stages - 1; ++s) issue_next();
+
+  typename std::conditional<kMma, MmaPath<T, kD>, SimtPath<kD>>::type path;
+  bool seg_whole_start = false;
+  for (int64_t i = 0; i < n; ++i) {
+    CpAsyncWaitDyn(stages - 2);
+    __syncthreads();
+    issue_next();
+    const bool seg_first = cons.tile == 0 || i == 0;
+    const bool seg_last = cons.tile == cons.tiles - 1 || i == n - 1;
+    if (seg_first) {
+      path.Reset();
+      seg_whole_start = cons.tile == 0;
+    }
+    const int rem = cons.len - cons.tile * p.block_n;
+    const int valid = rem < p.block_n ? rem : p.block_n;
+    path.Tile(p, L, smem, static_cast<int>(i % stages), cons.seg % stages, valid, seg_first,
+              nsplit);
+    if (seg_last) {
+      path.Finish(p, L, smem, static_cast<int>(i % stages), nsplit);
+      const bool whole = seg_whole_start && cons.tile == cons.tiles - 1;
+      const int64_t pair = static_cast<int64_t>(cons.b) * p.num_kv_heads + cons.g;
+      Epilogue<kD>(p, L, smem, static_cast<int>(i % stages), cons.b, cons.g, slice, whole,
+                   pair + cta);
+    }
+    if (i + 1 < n) Advance(p, cons, b0, rows);
+  }
+  CpAsyncWait<0>();
+}
+
+}  // namespace ragged::internal::cuda
+
+#endif  // RAGGED_KERNELS_CUDA_DECODE_KERNEL_CUH_

@@ -1,0 +1,24 @@
+// Handles of the instantiated CUDA kernels, for the host code that launches them.
+//
+// Each decode instantiation lives in one .cu file per dtype (decode_f16.cu, decode_bf16.cu,
+// decode_f32.cu) so that a 2-core build compiles them in parallel. A handle is the kernel's
+// address, usable with cudaLaunchKernel, cudaFuncSetAttribute and the occupancy API; nullptr
+// means "not instantiated". Thread-safe (pure functions). C++17.
+#ifndef RAGGED_KERNELS_CUDA_DECODE_LAUNCH_H_
+#define RAGGED_KERNELS_CUDA_DECODE_LAUNCH_H_
+
+namespace ragged::internal {
+
+// The tensor-core decode kernels (f16, bf16 inputs) and the SIMT one (f32), by head dim
+// (64, 80, 96, 128, 256). Each takes one `const DecodeParams` by value.
+const void* DecodeKernelF16(int head_dim);
+const void* DecodeKernelBF16(int head_dim);
+const void* DecodeKernelF32(int head_dim);
+// The combine of the decode kernel's partials (one CTA of 128 threads per (row, KV head)).
+const void* CombineKernelHandle();
+// The generic merge of MergePartials (one CTA of 128 threads per (row, head)); takes MergeParams.
+const void* MergeKernelHandle();
+
+}  // namespace ragged::internal
+
+#endif  // RAGGED_KERNELS_CUDA_DECODE_LAUNCH_H_

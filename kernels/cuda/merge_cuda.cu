@@ -1,0 +1,280 @@
+// The combine kernel of the decode (instantiated here) and MergePartials on CUDA.
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/decode_kernel.cuh"
+#include "kernels/cuda/decode_launch.h"
+#include "kernels/cuda/decode_params.h"
+#include "kernels/cuda/merge_cuda.h"
+#include "runtime/status.h"
+
+namespace ragged::internal {
+namespace cuda {
+
+// ---------------------------------------------------------------------------------------------
+// The combine kernel: one CTA per (row, KV head) pair. Writes empty rows (zeros, lse of the sinks
+// or -inf) and merges the partials of pairs split over several CTAs, in CTA order.
+
+__device__ __forceinline__ void SinkStats(const DecodeParams& p, int64_t g, int64_t h,
+                                          float* max_out, int64_t* row_out) {
+  int64_t arow = 0;
+  if (p.sink_layout == kSinkPerKvHead) arow = g;
+  if (p.sink_layout == kSinkPerQHead) arow = h;
+  float mx = -INFINITY;
+  for (int j = 0; j < p.num_sinks; ++j) {
+    mx = fmaxf(mx, LoadElem(p.aux, arow * p.aux_stride_row + j * p.aux_stride_sink, p.aux_elem));
+  }
+  *max_out = mx;
+  *row_out = arow;
+}
+
+// One CTA of 4 warps per (row, KV head, query head of the group). Warp 0 reduces the partials
+// lse (lanes striding over the pieces); then warp w accumulates pieces w, w + 4, ... for all of
+// head_dim (float4 per lane) and the four warp sums are added in a fixed order: deterministic, and
+// only ceil(pieces / 4) dependent loads per lane.
+__global__ void __launch_bounds__(128) CombineKernel(const __grid_constant__ DecodeParams p) {
+  __shared__ float s_top, s_factor;
+  __shared__ float4 s_acc[4][64];  // [warp][head_dim / 4]
+  const int G = p.group_size;
+  const int64_t pair = blockIdx.x / G;
+  const int r = static_cast<int>(blockIdx.x % G);
+  const int64_t b = pair / p.num_kv_heads, g = pair % p.num_kv_heads;
+  const int64_t h = g * G + r;
+  const int kD = p.head_dim;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t total = p.header->total_tiles;
+  const int64_t active = p.header->active_ctas;
+  const int64_t pre = p.row_prefix[b];
+  const int64_t tiles = (p.row_prefix[b + 1] - pre) / p.num_kv_heads;
+  int64_t c0 = 0, c1 = -1;
+  if (tiles > 0) {
+    const int64_t f0 = pre + g * tiles;
+    c0 = CtaOfTile(f0, total, active);
+    c1 = CtaOfTile(f0 + tiles - 1, total, active);
+    if (c0 == c1) return;  // written by the decode kernel
+  }
+  if (warp == 0) {
+    float smax;
+    int64_t arow;
+    SinkStats(p, g, h, &smax, &arow);
+    float mx = -INFINITY;
+    for (int64_t c = c0 + lane; c <= c1; c += 32) mx = fmaxf(mx, p.part_lse[(pair + c) * G + r]);
+    mx = WarpMax(mx);
+    const float top = fmaxf(mx, smax);
+    const float tu = top == -INFINITY ? 0.0f : top;
+    float denom = 0.0f;
+    for (int64_t c = c0 + lane; c <= c1; c += 32) {
+      denom += expf(p.part_lse[(pair + c) * G + r] - tu);
+    }
+    denom = WarpSum(denom);
+    for (int j = 0; j < p.num_sinks; ++j) {
+      denom +=
+          expf(LoadElem(p.aux, arow * p.aux_stride_row + j * p.aux_stride_sink, p.aux_elem) - tu);
+    }
+    if (lane == 0) {
+      s_factor = (tiles > 0 && denom > 0.0f) ? 1.0f / denom : 0.0f;
+      s_top = tu;
+      if (p.lse != nullptr) {
+        p.lse[b * p.lse_stride_b + h * p.lse_stride_h] =
+            (denom > 0.0f || denom != denom) ? tu + logf(denom) : -INFINITY;
+      }
+    }
+  }
+  __syncthreads();
+  const float tu = s_top;
+  const int d4 = kD / 4;
+  for (int j = lane; j < d4; j += 32) {
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 4
+    for (int64_t c = c0 + warp; c <= c1; c += 4) {
+      const int64_t slot = pair + c;
+      const float w = expf(p.part_lse[slot * G + r] - tu);
+      const float4 o = reinterpret_cast<const float4*>(p.part_o + (slot * G + r) * kD)[j];
+      acc.x = fmaf(w, o.x, acc.x);
+      acc.y = fmaf(w, o.y, acc.y);
+      acc.z = fmaf(w, o.z, acc.z);
+      acc.w = fmaf(w, o.w, acc.w);
+    }
+    s_acc[warp][j] = acc;
+  }
+  __syncthreads();
+  const float factor = s_factor;
+  for (int d = threadIdx.x; d < kD; d += blockDim.x) {
+    float v = 0.0f;
+    for (int w = 0; w < 4; ++w) v += reinterpret_cast<const float*>(s_acc[w])[d];
+    StoreElem(p.out, b * p.o_stride_b + h * p.o_stride_h + d, v * factor, p.out_elem);
+  }
+}
+
+namespace {
+
+// One CTA per (row, head): the exact LSE merge of SPEC.md section 1, in the same order and with
+// the same special cases as the host merge (kernels/merge.cc), in f32.
+__global__ void __launch_bounds__(128) MergeKernel(const __grid_constant__ MergeParams p) {
+  __shared__ float s_top, s_factor;
+  __shared__ int s_any;
+  const int64_t b = blockIdx.x / p.heads, h = blockIdx.x % p.heads;
+  if (threadIdx.x == 0) {
+    float mx = -INFINITY;
+    bool nan = false;
+    for (int i = 0; i < p.parts; ++i) {
+      const float l = p.part_lse[i * p.pl_stride_p + b * p.pl_stride_b + h * p.pl_stride_h];
+      if (l != l) nan = true;
+      mx = fmaxf(mx, l);
+    }
+    int64_t arow = 0;
+    if (p.sink_layout == kSinkPerKvHead) arow = h / p.group_size;
+    if (p.sink_layout == kSinkPerQHead) arow = h;
+    float smax = -INFINITY;
+    for (int j = 0; j < p.num_sinks; ++j) {
+      smax =
+          fmaxf(smax, LoadElem(p.aux, arow * p.aux_stride_row + j * p.aux_stride_sink, p.aux_elem));
+    }
+    const float top = nan ? NAN : fmaxf(mx, smax);
+    float denom = 0.0f;
+    if (mx != -INFINITY || nan) {
+      for (int i = 0; i < p.parts; ++i) {
+        const float l = p.part_lse[i * p.pl_stride_p + b * p.pl_stride_b + h * p.pl_stride_h];
+        if (l == -INFINITY) continue;
+        denom += expf(l - top);
+      }
+    }
+    for (int j = 0; j < p.num_sinks; ++j) {
+      denom +=
+          expf(LoadElem(p.aux, arow * p.aux_stride_row + j * p.aux_stride_sink, p.aux_elem) - top);
+    }
+    s_top = top;
+    s_any = (mx != -INFINITY || nan) ? 1 : 0;
+    s_factor = 1.0f / denom;
+    if (p.lse != nullptr) {
+      p.lse[b * p.lse_stride_b + h * p.lse_stride_h] =
+          (denom > 0.0f || denom != denom) ? top + logf(denom) : -INFINITY;
+    }
+  }
+  __syncthreads();
+  const float top = s_top, factor = s_factor;
+  const bool any = s_any != 0;
+  for (int d = threadIdx.x; d < p.head_dim; d += blockDim.x) {
+    float acc = 0.0f;
+    if (any) {
+      for (int i = 0; i < p.parts; ++i) {
+        const float l = p.part_lse[i * p.pl_stride_p + b * p.pl_stride_b + h * p.pl_stride_h];
+        if (l == -INFINITY) continue;
+        acc += expf(l - top) * LoadElem(p.part_o,
+                                        i * p.po_stride_p + b * p.po_stride_b + h * p.po_stride_h +
+                                            d * p.po_stride_d,
+                                        p.po_elem);
+      }
+      acc *= factor;
+    }
+    StoreElem(p.out, b * p.o_stride_b + h * p.o_stride_h + d * p.o_stride_d, acc, p.out_elem);
+  }
+}
+
+int32_t ElemOf(DType t) {
+  switch (t) {
+    case DType::kF16:
+      return kElemF16;
+    case DType::kBF16:
+      return kElemBF16;
+    default:
+      return kElemF32;
+  }
+}
+
+}  // namespace
+}  // namespace cuda
+
+const void* CombineKernelHandle() { return reinterpret_cast<const void*>(&cuda::CombineKernel); }
+const void* MergeKernelHandle() { return reinterpret_cast<const void*>(&cuda::MergeKernel); }
+
+absl::Status MergePartialsCuda(const MergePartialsArgs& a, Stream stream) {
+  const int count = CudaDeviceCount();
+  const int device = a.partial_output.device().index;
+  if (count == 0) {
+    return absl::FailedPreconditionError("MergePartials: no CUDA device is visible");
+  }
+  if (device < 0 || device >= count) {
+    return absl::FailedPreconditionError(absl::StrCat("MergePartials: CUDA device ", device,
+                                                      " is not available (", count, " visible)"));
+  }
+  for (const TensorView* t : {&a.partial_lse, &a.output}) {
+    if (!(t->device() == a.partial_output.device())) {
+      return absl::InvalidArgumentError(absl::StrCat("MergePartials: all tensors must be on ",
+                                                     a.partial_output.device().ToString()));
+    }
+  }
+  if (a.lse.has_value() && !(a.lse->device() == a.partial_output.device())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("MergePartials: lse must be on ", a.partial_output.device().ToString()));
+  }
+  if (a.softmax_aux.has_value() && !(a.softmax_aux->device() == a.partial_output.device())) {
+    return absl::InvalidArgumentError(absl::StrCat("MergePartials: softmax_aux must be on ",
+                                                   a.partial_output.device().ToString()));
+  }
+  MergeParams p{};
+  const TensorView& po = a.partial_output;
+  p.part_o = po.data();
+  p.po_stride_p = po.stride(0);
+  p.po_stride_b = po.stride(1);
+  p.po_stride_h = po.stride(2);
+  p.po_stride_d = po.stride(3);
+  p.po_elem = cuda::ElemOf(po.dtype());
+  p.part_lse = a.partial_lse.data_as<const float>();
+  p.pl_stride_p = a.partial_lse.stride(0);
+  p.pl_stride_b = a.partial_lse.stride(1);
+  p.pl_stride_h = a.partial_lse.stride(2);
+  p.parts = static_cast<int32_t>(po.dim(0));
+  p.batch = static_cast<int32_t>(po.dim(1));
+  p.heads = static_cast<int32_t>(po.dim(2));
+  p.head_dim = static_cast<int32_t>(po.dim(3));
+  const int64_t hkv = a.num_kv_heads > 0 ? a.num_kv_heads : p.heads;
+  p.group_size = static_cast<int32_t>(p.heads / hkv);
+  p.sink_layout = kSinkNone;
+  if (a.softmax_aux.has_value()) {
+    const TensorView& x = *a.softmax_aux;
+    p.aux = x.data();
+    p.aux_elem = cuda::ElemOf(x.dtype());
+    if (x.rank() == 1) {
+      p.sink_layout = kSinkShared;
+      p.num_sinks = static_cast<int32_t>(x.dim(0));
+      p.aux_stride_sink = x.stride(0);
+    } else {
+      p.sink_layout = x.dim(0) == p.heads ? kSinkPerQHead : kSinkPerKvHead;
+      p.num_sinks = static_cast<int32_t>(x.dim(1));
+      p.aux_stride_row = x.stride(0);
+      p.aux_stride_sink = x.stride(1);
+    }
+  }
+  const TensorView& o = a.output;
+  p.out = o.data();
+  p.o_stride_b = o.stride(0);
+  p.o_stride_h = o.stride(1);
+  p.o_stride_d = o.stride(2);
+  p.out_elem = cuda::ElemOf(o.dtype());
+  if (a.lse.has_value()) {
+    p.lse = a.lse->data_as<float>();
+    p.lse_stride_b = a.lse->stride(0);
+    p.lse_stride_h = a.lse->stride(1);
+  }
+  const int64_t blocks = static_cast<int64_t>(p.batch) * p.heads;
+  if (blocks == 0 || p.head_dim == 0) return absl::OkStatus();
+  if (blocks > 0x7fffffff) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("MergePartials: batch * heads = ", blocks, " exceeds the CUDA grid limit"));
+  }
+  int prev = 0;
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaGetDevice(&prev));
+  if (prev != device) RAGGED_CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
+  void* args[] = {&p};
+  absl::Status s =
+      RAGGED_CUDA_STATUS(cudaLaunchKernel(MergeKernelHandle(), dim3(static_cast<unsigned>(blocks)),
+                                          dim3(128), args, 0, static_cast<cudaStream_t>(stream)));
+  s.Update(RAGGED_CUDA_STATUS(cudaGetLastError()));
+  if (prev != device) cudaSetDevice(prev);
+  return s;
+}
+
+}  // namespace ragged::internal
