@@ -4,12 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <limits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "runtime/buffer.h"
 #include "runtime/dtype.h"
 #include "runtime/status.h"
 
@@ -111,48 +111,66 @@ void WriteHead(const Problem& p, int64_t b, int64_t h, double m, double l, const
   }
 }
 
-// The state of one (batch row, KV head) pair in a buffer of StateFloats(): m [G], l [G], acc [G,
-// D].
-struct PairState {
+// Scratch owned by the calling thread and reused by its later calls: grow-only, 64-byte aligned,
+// never zeroed (the kernel initializes what it reads). Two caches, because the thread that calls
+// RunCpu also works in its OpenMP team.
+constexpr int kKernelCache = 0;  // a kernel's scratch and one row state, per team thread
+constexpr int kSlotsCache = 1;   // the pieces of cut rows, on the calling thread
+float* ThreadScratch(int which, int64_t floats) {
+  thread_local std::vector<float> caches[2];
+  std::vector<float>& cache = caches[which];
+  const size_t want = static_cast<size_t>(floats) + 16;
+  if (cache.size() < want) {
+    cache = std::vector<float>();  // release first: the old contents are not needed
+    cache.resize(want);
+  }
+  const uintptr_t p = reinterpret_cast<uintptr_t>(cache.data());
+  return reinterpret_cast<float*>((p + 63) & ~uintptr_t{63});
+}
+
+// The state of one batch row's query heads in a buffer of StateFloats(): m [HQ], l [HQ] and
+// acc [HQ, D] (cpu_kernel.h).
+struct RowState {
   float* m;
   float* l;
   float* acc;
 };
 int64_t StateFloats(const Problem& p) {
-  return RoundUp16(2 * p.group_size) + RoundUp16(p.group_size * p.head_dim);
+  return RoundUp16(2 * p.num_q_heads) + RoundUp16(p.num_q_heads * p.head_dim);
 }
-PairState StateAt(const Problem& p, float* base) {
-  return {base, base + p.group_size, base + RoundUp16(2 * p.group_size)};
+RowState StateAt(const Problem& p, float* base) {
+  return {base, base + p.num_q_heads, base + RoundUp16(2 * p.num_q_heads)};
 }
 
-void WritePair(const Problem& p, int64_t b, int64_t g, const PairState& s) {
-  for (int64_t j = 0; j < p.group_size; ++j) {
-    WriteHead(p, b, g * p.group_size + j, s.m[j], s.l[j], s.acc + j * p.head_dim);
+void WriteRow(const Problem& p, int64_t b, const RowState& s) {
+  for (int64_t h = 0; h < p.num_q_heads; ++h) {
+    WriteHead(p, b, h, s.m[h], s.l[h], s.acc + h * p.head_dim);
   }
 }
 
-// Merges the pieces of one pair into `pieces[0]`, exactly: rescale each to the common max.
-void MergePieces(const Problem& p, const std::vector<PairState>& pieces) {
-  const int64_t d_all = p.head_dim;
-  PairState out = pieces[0];
-  for (int64_t j = 0; j < p.group_size; ++j) {
+// Merges the pieces of one row into `pieces[0]`, exactly: each is rescaled to the common max.
+void MergePieces(const Problem& p, const std::vector<RowState>& pieces) {
+  const int64_t dim = p.head_dim;
+  const RowState out = pieces[0];
+  std::vector<double> acc(dim);
+  for (int64_t h = 0; h < p.num_q_heads; ++h) {
     double top = kNegInf;
-    for (const PairState& s : pieces) top = MaxNan(top, s.m[j]);
+    for (const RowState& s : pieces) top = MaxNan(top, s.m[h]);
     double l = 0.0;
-    std::vector<double> acc(d_all, 0.0);
-    for (const PairState& s : pieces) {
-      if (s.m[j] == -std::numeric_limits<float>::infinity()) {
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (const RowState& s : pieces) {
+      if (s.m[h] == -std::numeric_limits<float>::infinity()) {
         // No weight; l is 0, or NaN where the piece met NaN logits only (keep it).
-        l += s.l[j];
+        l += s.l[h];
         continue;
       }
-      const double w = std::exp(s.m[j] - top);
-      l += s.l[j] * w;
-      for (int64_t d = 0; d < d_all; ++d) acc[d] += s.acc[j * d_all + d] * w;
+      const double w = std::exp(s.m[h] - top);
+      l += s.l[h] * w;
+      for (int64_t d = 0; d < dim; ++d) acc[d] += s.acc[h * dim + d] * w;
     }
-    out.m[j] = static_cast<float>(top);
-    out.l[j] = static_cast<float>(l);
-    for (int64_t d = 0; d < d_all; ++d) out.acc[j * d_all + d] = static_cast<float>(acc[d]);
+    out.m[h] = static_cast<float>(top);
+    out.l[h] = static_cast<float>(l);
+    for (int64_t d = 0; d < dim; ++d) out.acc[h * dim + d] = static_cast<float>(acc[d]);
   }
 }
 
@@ -256,23 +274,22 @@ absl::Status RunCpu(const Problem& p, const CpuRunConfig& config) {
   CpuRunStats stats;
   stats.isa = selected.second;
 
-  const int64_t B = p.batch, HKV = p.num_kv_heads, G = p.group_size, D = p.head_dim;
+  const int64_t B = p.batch, HQ = p.num_q_heads, G = p.group_size, D = p.head_dim;
   const int64_t esize = DTypeSize(p.dtype);
-  // Pairs (b, g) end to end, b-major, weighted by their valid positions.
+  // Rows end to end, weighted by their valid positions.
   std::vector<KvRange> ranges(B);
-  std::vector<int64_t> offsets(B * HKV + 1, 0);
+  std::vector<int64_t> offsets(B + 1, 0);
   for (int64_t b = 0; b < B; ++b) {
     ranges[b] =
         ComputeKvRange(p.sequence_start[b * p.start_stride], p.sequence_end[b * p.end_stride],
                        p.capacity, p.kv_offset, p.total_capacity, p.window_left, p.window_right);
     const int64_t len = ranges[b].end - ranges[b].begin;
     if (len == 0) {
-      for (int64_t h = 0; h < p.num_q_heads; ++h) WriteHead(p, b, h, kNegInf, 0.0, nullptr);
+      for (int64_t h = 0; h < HQ; ++h) WriteHead(p, b, h, kNegInf, 0.0, nullptr);
     }
-    for (int64_t g = 0; g < HKV; ++g) offsets[b * HKV + g + 1] = offsets[b * HKV + g] + len;
+    offsets[b + 1] = offsets[b] + len;
   }
-  const int64_t npairs = B * HKV;
-  const int64_t total = offsets[npairs];
+  const int64_t total = offsets[B];
   if (total == 0) {
     if (config.stats != nullptr) *config.stats = stats;
     return absl::OkStatus();
@@ -280,26 +297,22 @@ absl::Status RunCpu(const Problem& p, const CpuRunConfig& config) {
 
   int64_t threads = config.num_threads > 0 ? config.num_threads : omp_get_max_threads();
   if (config.min_work_per_thread > 0) {
-    const int64_t work = total * G * D * 2;
+    const int64_t work = total * HQ * D * 2;
     threads = std::min(threads, std::max<int64_t>(1, work / config.min_work_per_thread));
   }
   threads = std::max<int64_t>(1, std::min(threads, total));
-
-  // The work is cut into `shares` equal contiguous shares, handed out dynamically, so that a thread
-  // that is slowed down (a busy machine) does not hold the others at the end.
+  // The positions are cut into `shares` equal contiguous shares, handed out dynamically, so that
+  // a thread slowed down (a busy machine) does not hold the others at the end.
   const int64_t shares =
       threads == 1 ? 1 : std::min(total, threads * std::max(1, config.shares_per_thread));
 
-  // Per thread: the kernel's scratch and one pair state; then two slots per share for the pieces
-  // of pairs that a cut falls into.
+  // Per thread: the kernel's scratch and one row state; then two slots per share for the pieces
+  // of rows that a cut falls into.
   const int64_t state_floats = StateFloats(p);
-  const int64_t scratch_floats = RoundUp16(cpu::ScratchFloats(G, D));
+  const int64_t scratch_floats = RoundUp16(cpu::ScratchFloats(G, p.num_kv_heads, D));
   const int64_t per_thread = scratch_floats + state_floats;
-  HostBuffer work_buffer =
-      HostBuffer::Allocate(DType::kF32, {threads * per_thread + 2 * shares * state_floats});
-  float* const work = work_buffer.data_as<float>();
-  float* const slots = work + threads * per_thread;
-  std::vector<int64_t> slot_pair(2 * shares, -1);
+  float* const slots = ThreadScratch(kSlotsCache, 2 * shares * state_floats);
+  std::vector<int64_t> slot_row(2 * shares, -1);
   int team_size = 0;
 
   const char* const query = static_cast<const char*>(p.query);
@@ -309,30 +322,32 @@ absl::Status RunCpu(const Problem& p, const CpuRunConfig& config) {
   {
     const int tid = omp_get_thread_num();
     if (tid == 0) team_size = omp_get_num_threads();
-    float* const scratch = work + tid * per_thread;
-    const PairState own = StateAt(p, scratch + scratch_floats);
+    float* const scratch = ThreadScratch(kKernelCache, per_thread);
+    const RowState own = StateAt(p, scratch + scratch_floats);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t share = 0; share < shares; ++share) {
       const int64_t w0 = total * share / shares, w1 = total * (share + 1) / shares;
       int nslots = 0;
-      int64_t i = std::upper_bound(offsets.begin(), offsets.end(), w0) - offsets.begin() - 1;
-      for (; i < npairs && offsets[i] < w1; ++i) {
-        const int64_t lo = std::max(w0, offsets[i]) - offsets[i];
-        const int64_t hi = std::min(w1, offsets[i + 1]) - offsets[i];
+      int64_t b = std::upper_bound(offsets.begin(), offsets.end(), w0) - offsets.begin() - 1;
+      for (; b < B && offsets[b] < w1; ++b) {
+        const int64_t lo = std::max(w0, offsets[b]) - offsets[b];
+        const int64_t hi = std::min(w1, offsets[b + 1]) - offsets[b];
         if (hi <= lo) continue;
-        const int64_t b = i / HKV, g = i % HKV;
-        const bool whole = lo == 0 && hi == offsets[i + 1] - offsets[i];
+        const bool whole = lo == 0 && hi == offsets[b + 1] - offsets[b];
         const int64_t slot = 2 * share + nslots;
-        const PairState s = whole ? own : StateAt(p, slots + slot * state_floats);
+        const RowState s = whole ? own : StateAt(p, slots + slot * state_floats);
         const int64_t t0 = ranges[b].begin + lo;
         cpu::PieceArgs a;
-        a.query = query + (b * p.q_stride_b + g * G * p.q_stride_h) * esize;
+        a.query = query + b * p.q_stride_b * esize;
         a.q_stride_h = p.q_stride_h;
-        a.key = key + (b * p.k_stride_b + t0 * p.k_stride_s + g * p.k_stride_h) * esize;
+        a.key = key + (b * p.k_stride_b + t0 * p.k_stride_s) * esize;
         a.k_stride = p.k_stride_s;
-        a.value = value + (b * p.v_stride_b + t0 * p.v_stride_s + g * p.v_stride_h) * esize;
+        a.k_stride_h = p.k_stride_h;
+        a.value = value + (b * p.v_stride_b + t0 * p.v_stride_s) * esize;
         a.v_stride = p.v_stride_s;
+        a.v_stride_h = p.v_stride_h;
         a.num_tokens = hi - lo;
+        a.num_kv_heads = p.num_kv_heads;
         a.group = G;
         a.head_dim = D;
         a.scale = p.softmax_scale;
@@ -343,30 +358,30 @@ absl::Status RunCpu(const Problem& p, const CpuRunConfig& config) {
         a.scratch = scratch;
         kernel(a);
         if (whole) {
-          WritePair(p, b, g, s);
+          WriteRow(p, b, s);
         } else {
-          slot_pair[slot] = i;  // at most two: the first and the last pair of this share
+          slot_row[slot] = b;  // at most two: the first and the last row of this share
           ++nslots;
         }
       }
     }
   }
 
-  // Pairs that were cut: their pieces sit in consecutive used slots, in position order.
-  std::vector<PairState> pieces;
+  // Rows that were cut: their pieces sit in consecutive used slots, in position order.
+  std::vector<RowState> pieces;
   for (int64_t s = 0; s < 2 * shares;) {
-    if (slot_pair[s] < 0) {
+    if (slot_row[s] < 0) {
       ++s;
       continue;
     }
-    const int64_t pair = slot_pair[s];
+    const int64_t row = slot_row[s];
     pieces.clear();
-    for (; s < 2 * shares && (slot_pair[s] == pair || slot_pair[s] < 0); ++s) {
-      if (slot_pair[s] == pair) pieces.push_back(StateAt(p, slots + s * state_floats));
+    for (; s < 2 * shares && (slot_row[s] == row || slot_row[s] < 0); ++s) {
+      if (slot_row[s] == row) pieces.push_back(StateAt(p, slots + s * state_floats));
     }
     MergePieces(p, pieces);
-    WritePair(p, pair / HKV, pair % HKV, pieces[0]);
-    ++stats.split_pairs;
+    WriteRow(p, row, pieces[0]);
+    ++stats.split_rows;
   }
   stats.threads = team_size;
   if (config.stats != nullptr) *config.stats = stats;

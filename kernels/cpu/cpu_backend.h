@@ -2,17 +2,20 @@
 // instruction set chosen at run time, so one build runs on any x86-64.
 //
 // Entry point for Platform::kCpu (and kAuto on host tensors). Reads host tensors described by a
-// validated Problem and writes the output and lse; allocates only small per-call scratch.
+// validated Problem and writes the output and lse. Scratch (a few hundred KiB per thread, for the
+// staged key and value rows) is kept per thread and reused by later calls, so that a decode step
+// does not pay for allocating and faulting in fresh pages; it is freed when the thread exits.
 //
-// How the work is split: the unit of work is one (batch row, KV head) pair, whose query heads (the
-// GQA group) share every key and value row, read once. Pairs are laid end to end, weighted by their
-// valid positions (after the window), and the total is cut into a few equal contiguous shares per
-// thread, handed out dynamically (a thread slowed down by a busy machine does not hold the others).
-// A pair that a cut falls into is computed in pieces, possibly by several threads, and the pieces'
+// How the work is split: the rows of the batch are laid end to end, weighted by their valid
+// positions (after the window), and the total is cut into a few equal contiguous shares per thread,
+// handed out dynamically (a thread slowed down by a busy machine does not hold the others). A row
+// that a cut falls into is computed in pieces, possibly by several threads, and the pieces'
 // partial results (max, sum of exponentials, unnormalized output) are merged exactly afterwards;
 // sinks enter once, at that final step. So a small batch with long sequences keeps every thread
 // busy, work follows the valid positions (never the capacity S), and empty rows cost nothing but
-// their output (zeros, and lse = -inf or the sinks' log-sum-exp).
+// their output (zeros, and lse = -inf or the sinks' log-sum-exp). Within a piece the kernel walks
+// the positions in chunks and, for each chunk, every KV head in turn: each key and value row is
+// read once for all the query heads of its GQA group, and memory is read in whole rows.
 //
 // Instruction sets (cpu_kernel.h): AVX-512 with bf16 dot products, AVX-512, AVX2 + FMA + F16C, and
 // portable scalar C++, chosen by what the CPU reports and by head_dim (a multiple of 16 for
@@ -46,7 +49,7 @@ absl::Status RunCpu(const Problem& problem, const RaggedDecodeAttentionOptions& 
 struct CpuRunStats {
   int threads = 0;                   // the OpenMP team that ran the kernels (0: no work)
   cpu::Isa isa = cpu::Isa::kScalar;  // the kernel's instruction set
-  int64_t split_pairs = 0;           // (row, KV head) pairs computed in pieces and merged
+  int64_t split_rows = 0;            // batch rows computed in pieces and merged
 };
 
 // What RunCpu decides by itself, exposed for tests and benchmarks.
