@@ -3,16 +3,20 @@
 // includes this header, so every instantiation has internal linkage and none can be shared across
 // instruction sets (see cpu_kernel.h). Not a public header; include it nowhere else.
 //
-// One piece (cpu_kernel.h) is processed in chunks of kChunk positions. For each chunk:
-//   1. logits: tiles of kW key rows are dotted with each query head of the group. kW accumulators
-//      (one per row) are reduced together by a transposing reduction, so one vector of kW logits
-//      costs a few shuffles rather than kW horizontal sums. Each key row is read from memory once;
-//      the other heads of the group find it in L1. f16 (and bf16 without hardware bf16 dot
-//      products) tiles are converted to f32 once per tile, for all heads.
+// One piece (cpu_kernel.h) is processed in chunks of up to kChunk positions (ChunkTokens). Each
+// chunk's key and value rows, all KV heads, are first staged (copied, head-major) into scratch by a
+// Stager, whose small steps run between the steps of the previous chunk's computation and read
+// the cache in address order, one chunk of prefetch ahead. Then, for each KV head in turn:
+//   1. logits: tiles of kW staged key rows are dotted with each query head of the group. kW
+//      accumulators (one per row) are reduced together by a transposing reduction, so one vector
+//      of kW logits costs a few shuffles rather than kW horizontal sums. f16 (and bf16 without
+//      hardware bf16 dot products) tiles are converted to f32 once per tile, for all heads.
 //   2. the online softmax: per head, the chunk's max, p = exp(x - max) in place, the running sum,
 //      and the rescale of the accumulator when the max grows.
 //   3. acc += p * v: a register tile of kGh heads x kCc vectors of head_dim; each value row is
-//      converted once per head tile and meets every head of the tile in registers.
+//      converted once per head tile and meets every head of the tile in registers; the chunk's sum
+//      is added to acc with Kahan's compensation.
+// So each key and value row is read from memory once, for all the query heads of its group.
 // Work is proportional to the positions of the piece; nothing depends on the cache capacity.
 // Everything here is stateless; thread-safety and ownership are those of cpu_kernel.h.
 //
@@ -32,8 +36,7 @@
 namespace ragged::internal::cpu {
 namespace {
 
-// Positions per softmax chunk: the logits of a chunk stay in L1 and the value rows of a chunk
-// (64 x 256 bytes for bf16, D = 128) too, so the kCc passes of step 3 re-read them from L1.
+// The most positions per chunk (the logits buffer is sized for it).
 constexpr int64_t kChunk = 64;
 constexpr int64_t kMaxWidth = 16;  // the widest vector, in floats
 
@@ -66,6 +69,15 @@ inline typename Ops::V LoadAsF32(const typename E::T* p) {
 template <class Ops>
 inline void CopyRow(void* dst, const void* src, int64_t bytes) {
   constexpr int kW = Ops::kW;
+  if constexpr (kW == 1) {
+    // Scalar code: rows of 2-byte elements need not be 4-byte aligned for a float copy.
+    if (src != nullptr) {
+      __builtin_memcpy(dst, src, bytes);
+    } else {
+      __builtin_memset(dst, 0, bytes);
+    }
+    return;
+  }
   float* o = static_cast<float*>(dst);
   const float* in = static_cast<const float*>(src);
   const int64_t n = bytes / 4;
