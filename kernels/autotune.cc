@@ -114,7 +114,9 @@ absl::StatusOr<KernelConfig> ResolveKernelConfig(const KernelConfig& req, const 
       t.stages = c.stages > 0 ? c.stages : 2;
       for (;;) {
         const int mtiles = t.heads_per_block / 16;
-        t.block_n = 64;
+        // 128 positions for head_dim 64 (measured: 86% vs 79% of the read ceiling with 64 on
+        // an H100), 64 otherwise.
+        t.block_n = sig.head_dim <= 64 ? 128 : 64;
         t.num_warps = c.num_warps != 0 ? c.num_warps : default_warps(mtiles, t.block_n);
         while (t.block_n > 16 && DecodeSmemBytes(t, sig) > optin) {
           t.block_n /= 2;
@@ -271,10 +273,13 @@ std::vector<KernelConfig> CandidateKernelConfigs(const ShapeSignature& sig, cons
       add_depths(c);
     }
   }
-  // A persistent grid of one CTA per SM, for the heuristic's tile shape.
-  KernelConfig one = *h;
-  one.num_splits = std::max(1, dev.num_sms);
-  add(one);
+  // Grids of 1 to 4 CTAs per SM for the heuristic's tile shape: fewer shares (fewer partials) or
+  // more, smaller ones than resident slots (a second wave evens out the CTAs' finishing times).
+  for (int per_sm = 1; per_sm <= kMaxCtasPerSm; ++per_sm) {
+    KernelConfig c = *h;
+    c.num_splits = per_sm * std::max(1, dev.num_sms);
+    add(c);
+  }
   return out;
 }
 

@@ -312,8 +312,19 @@ absl::Status Launch(const Problem& p, void* workspace, const KernelConfig& cfg,
                                                stream));
   RAGGED_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   const int64_t rows = p.batch * p.num_q_heads;  // one combine CTA per (row, query head)
-  RAGGED_CUDA_RETURN_IF_ERROR(cudaLaunchKernel(
-      CombineKernelHandle(), dim3(static_cast<unsigned>(rows)), dim3(128), kargs, 0, stream));
+  cudaLaunchConfig_t lc = {};
+  lc.gridDim = dim3(static_cast<unsigned>(rows));
+  lc.blockDim = dim3(128);
+  lc.dynamicSmemBytes = 0;
+  lc.stream = stream;
+  // On Hopper the combine is a programmatic dependent launch: its CTAs are scheduled while the
+  // decode kernel runs and wait (griddepcontrol.wait) for its completion, hiding the launch gap.
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  lc.attrs = &attr;
+  lc.numAttrs = dev.cc_major >= 9 ? 1 : 0;
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaLaunchKernelExC(&lc, CombineKernelHandle(), kargs));
   RAGGED_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return absl::OkStatus();
 }

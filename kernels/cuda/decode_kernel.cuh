@@ -787,6 +787,11 @@ template <typename T, int kD, bool kMma>
 __global__ void __launch_bounds__(kMaxDecodeThreads)
     DecodeKernel(const __grid_constant__ DecodeParams p) {
   extern __shared__ __align__(128) unsigned char smem[];
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // The combine kernel is launched as a programmatic dependent: let it be scheduled now (it
+  // waits for this grid's completion before reading anything), which hides its launch latency.
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
   const int nsplit = kMma ? static_cast<int>(blockDim.x >> 5) / (p.heads_per_block / 16) : 1;
   const SmemLayout L = ComputeSmemLayout(static_cast<int>(sizeof(T)), kD, p.heads_per_block,
                                          p.block_n, p.stages, nsplit, kMma);

@@ -37,6 +37,11 @@ __device__ __forceinline__ void SinkStats(const DecodeParams& p, int64_t g, int6
 __global__ void __launch_bounds__(128) CombineKernel(const __grid_constant__ DecodeParams p) {
   __shared__ float s_top, s_factor;
   __shared__ float4 s_acc[4][64];  // [warp][head_dim / 4]
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // Launched as a programmatic dependent of the decode kernel (on sm_90): wait until that grid
+  // has completed and its writes are visible.
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
   const int G = p.group_size;
   const int64_t pair = blockIdx.x / G;
   const int r = static_cast<int>(blockIdx.x % G);
