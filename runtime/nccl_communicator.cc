@@ -1,5 +1,7 @@
 #include "runtime/nccl_communicator.h"
 
+#include <atomic>
+
 #include <algorithm>
 #include <cstring>
 #include <set>
@@ -523,7 +525,15 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::SplitNccl(in
     slot.release();  // NOLINT: as above
     return Fail(NcclFailure(r, comm_, "ncclCommSplit", __FILE__, __LINE__));
   }
-  ncclComm_t child = *slot;
+  // With a non-blocking parent NCCL may store the child's handle after the parent reports idle
+  // (seen on NCCL 2.28): wait for the handle, within the same deadline.
+  if (color >= 0) {
+    std::atomic_ref<ncclComm_t> handle(*slot);
+    while (handle.load() == nullptr && absl::Now() < start + timeout_) {
+      absl::SleepFor(absl::Microseconds(20));
+    }
+  }
+  ncclComm_t child = std::atomic_ref<ncclComm_t>(*slot).load();
   if (color < 0) {
     if (child != nullptr) ncclCommAbort(child);
     return Annotate(absl::InvalidArgumentError(absl::StrCat(
@@ -532,7 +542,10 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::SplitNccl(in
                     "NcclCommunicator::Split", __FILE__, __LINE__);
   }
   if (child == nullptr) {
-    return Annotate(absl::InternalError("ncclCommSplit completed without a communicator"),
+    slot.release();  // NOLINT: NCCL may still write it
+    return Annotate(absl::DeadlineExceededError(absl::StrCat(
+                        "ncclCommSplit gave no communicator within the deadline of ",
+                        absl::FormatDuration(timeout_))),
                     "NcclCommunicator::Split", __FILE__, __LINE__);
   }
   RAGGED_RETURN_IF_ERROR(WaitInit(child, "ncclCommSplit", start, timeout_));
