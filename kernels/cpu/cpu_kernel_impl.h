@@ -93,8 +93,7 @@ inline void CopyRow(void* dst, const void* src, int64_t bytes) {
   }
 }
 
-// Logits of one query (f32, [head_dim]) against kW f32 rows at `k` + t * `ks`: lane t = dot(q,
-// k_t).
+// Dots of one query (f32, [head_dim]) with kW f32 rows k_t at `k` + t * `ks`: lane t = q . k_t.
 template <class Ops>
 inline typename Ops::V DotTile(const float* q, const float* k, int64_t ks, int64_t nc) {
   using V = typename Ops::V;
@@ -127,41 +126,43 @@ struct Stager {
   int64_t pf_rows = 0;   // rows of the chunk after this one, prefetched while this one is copied
   T* stage_k = nullptr;  // [num_kv_heads, chunk, head_dim]
   T* stage_v = nullptr;  // [num_kv_heads, chunk, head_dim]
-  int64_t done = 0, total = 0;  // segments: 2 * num_kv_heads per position, to rows_pad
-  int64_t quantum = 0;          // segments per Step()
-  int64_t t_ = 0, r_ = 0;       // the next segment: position t_, K of head r_ (V of r_ - HKV)
+  int64_t done = 0, total = 0;     // segments: 2 * num_kv_heads per position, to rows_pad
+  int64_t quantum = 0;             // segments per Step()
+  int64_t next_t = 0, next_r = 0;  // the next segment: position next_t, K of head next_r (V of
+                                   // head next_r - num_kv_heads)
 
   void Init(int64_t rows_pad) {
     done = 0;
     total = 2 * num_kv_heads * rows_pad;
-    t_ = 0;
-    r_ = 0;
+    next_t = 0;
+    next_r = 0;
   }
   // Copies segments until `target` (at most total) are done.
   void StepTo(int64_t target) {
     if (target > total) target = total;
     const int64_t row_bytes = head_dim * static_cast<int64_t>(sizeof(T));
     for (; done < target; ++done) {
-      if (t_ < pf_rows) {
+      if (next_t < pf_rows) {
         // The same segment one chunk later: it has a whole chunk's computation to arrive.
-        const bool k = r_ < num_kv_heads;
-        const int64_t g = k ? r_ : r_ - num_kv_heads;
+        const bool k = next_r < num_kv_heads;
+        const int64_t g = k ? next_r : next_r - num_kv_heads;
         const char* p =
-            reinterpret_cast<const char*>(k ? key + (chunk + t_) * k_stride + g * k_stride_h
-                                            : value + (chunk + t_) * v_stride + g * v_stride_h);
+            reinterpret_cast<const char*>(k ? key + (chunk + next_t) * k_stride + g * k_stride_h
+                                            : value + (chunk + next_t) * v_stride + g * v_stride_h);
         for (int64_t i = 0; i < row_bytes; i += 64) __builtin_prefetch(p + i, 0, 2);
       }
-      if (r_ < num_kv_heads) {
-        CopyRow<Ops>(stage_k + (r_ * chunk + t_) * head_dim,
-                     t_ < rows ? key + t_ * k_stride + r_ * k_stride_h : nullptr, row_bytes);
-      } else if (t_ < rows) {
-        const int64_t g = r_ - num_kv_heads;
-        CopyRow<Ops>(stage_v + (g * chunk + t_) * head_dim, value + t_ * v_stride + g * v_stride_h,
+      if (next_r < num_kv_heads) {
+        CopyRow<Ops>(stage_k + (next_r * chunk + next_t) * head_dim,
+                     next_t < rows ? key + next_t * k_stride + next_r * k_stride_h : nullptr,
                      row_bytes);
+      } else if (next_t < rows) {
+        const int64_t g = next_r - num_kv_heads;
+        CopyRow<Ops>(stage_v + (g * chunk + next_t) * head_dim,
+                     value + next_t * v_stride + g * v_stride_h, row_bytes);
       }
-      if (++r_ == 2 * num_kv_heads) {
-        r_ = 0;
-        ++t_;
+      if (++next_r == 2 * num_kv_heads) {
+        next_r = 0;
+        ++next_t;
       }
     }
   }
@@ -419,9 +420,9 @@ void Piece(const PieceArgs& a) {
   st.head_dim = d;
   st.chunk = chunk;
   auto start_stage = [&](int64_t c0, int64_t buffer) {
-    st.key = static_cast<const T*>(a.key) + c0 * a.k_stride;
-    st.value = static_cast<const T*>(a.value) + c0 * a.v_stride;
     st.rows = c0 < a.num_tokens ? MinI(chunk, a.num_tokens - c0) : 0;
+    st.key = st.rows > 0 ? static_cast<const T*>(a.key) + c0 * a.k_stride : nullptr;
+    st.value = st.rows > 0 ? static_cast<const T*>(a.value) + c0 * a.v_stride : nullptr;
     st.pf_rows = c0 + chunk < a.num_tokens ? MinI(chunk, a.num_tokens - c0 - chunk) : 0;
     st.stage_k = stages + 2 * buffer * stage_elems;
     st.stage_v = st.stage_k + stage_elems;
