@@ -119,8 +119,9 @@ RAGGED_HOST_DEVICE KvRange ComputeKvRange(int64_t s, int64_t e, int64_t capacity
   if (e <= s) return r;
   r.query_pos = e - 1;
   int64_t lo = s, hi = e;
-  if (window_left >= 0 && r.query_pos - window_left > lo) lo = r.query_pos - window_left;
-  if (window_right >= 0 && r.query_pos + window_right + 1 < hi) hi = r.query_pos + window_right + 1;
+  if (window_left >= 0 && window_left < r.query_pos - lo) lo = r.query_pos - window_left;
+  // Compared as distances, so that a window side near INT64_MAX cannot overflow.
+  if (window_right >= 0 && window_right < hi - 1 - r.query_pos) hi = r.query_pos + window_right + 1;
   lo -= kv_offset;
   hi -= kv_offset;
   if (lo < 0) lo = 0;

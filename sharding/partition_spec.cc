@@ -64,10 +64,20 @@ absl::StatusOr<std::vector<Token>> Tokenize(absl::string_view text) {
 
 }  // namespace
 
+// An axis named like a replicated entry ("None", "_") is written quoted, so that the text parses
+// back to the same spec.
+std::string AxisToString(const std::string& axis) {
+  return axis == "None" || axis == "_" ? absl::StrCat("'", axis, "'") : axis;
+}
+
 std::string EntryToString(const PartitionSpec::Entry& entry) {
   if (entry.empty()) return "None";
-  if (entry.size() == 1) return entry[0];
-  return absl::StrCat("(", absl::StrJoin(entry, ", "), ")");
+  if (entry.size() == 1) return AxisToString(entry[0]);
+  return absl::StrCat(
+      "(",
+      absl::StrJoin(entry, ", ",
+                    [](std::string* out, const std::string& a) { out->append(AxisToString(a)); }),
+      ")");
 }
 
 absl::StatusOr<PartitionSpec> PartitionSpec::Parse(absl::string_view text) {

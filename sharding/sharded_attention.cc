@@ -171,9 +171,15 @@ absl::Status ShardedAttention::CheckAgreement(const ShardedAttentionConfig& conf
   if (world.size() == 1) return local;
   RaggedDecodeAttentionOptions resolved = config.options;
   resolved.platform = platform_;
+  // Specs are compared trimmed: "(None, sp)" and "(None, sp, None, None)" say the same thing.
+  ShardedAttentionSpecs specs = config.specs;
+  for (PartitionSpec* spec : {&specs.query, &specs.key, &specs.value, &specs.sequence_start,
+                              &specs.sequence_end, &specs.softmax_aux, &specs.output}) {
+    *spec = spec->Trimmed();
+  }
   const std::string desc =
       absl::StrCat("mesh (", comms_->mesh().ToString(), ") ", config.shape.ToString(), " ",
-                   config.specs.ToString(), " ", DescribeOptions(resolved));
+                   specs.ToString(), " ", DescribeOptions(resolved));
   const uint64_t h = Fnv1a(desc);
   // max over ranks of (x, -x) gives (max, -min): all equal iff max == min. 31-bit halves keep the
   // negation in range. The last word is the highest failing rank + 1 (0: none failed).
