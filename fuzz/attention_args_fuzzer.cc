@@ -48,6 +48,9 @@ constexpr int64_t kI32Max = std::numeric_limits<int32_t>::max();
 constexpr int64_t kI32Min = std::numeric_limits<int32_t>::min();
 // The most bytes the harness allocates for one tensor; larger declarations are skipped.
 constexpr i128 kMaxTensorBytes = 4 << 20;
+// The most elements a tensor may declare. Stride-0 (broadcast) storage makes a legal call of any
+// batch size out of a few bytes; such calls are valid but slow, so they are skipped.
+constexpr i128 kMaxLogicalElements = 1 << 20;
 
 [[noreturn]] void Fail(const std::string& what) {
   std::fprintf(stderr, "attention_args_fuzzer: %s\n", what.c_str());
@@ -513,6 +516,11 @@ bool BuildCall(FuzzInput& in, Call& c, int* specials_out, double* magnitude_out)
   }
   for (Decl& d : c.t) {
     if (!Allocate(d)) return false;
+    i128 elements = 1;
+    for (int64_t x : d.shape) {
+      elements *= std::max<int64_t>(x, 0);
+      if (elements > kMaxLogicalElements) return false;
+    }
   }
 
   // Options.
