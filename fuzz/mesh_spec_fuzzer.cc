@@ -241,8 +241,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   CheckError(plan.status(), "PlanShardedAttention");
   static const bool verbose = std::getenv("RAGGED_FUZZ_VERBOSE") != nullptr;
   if (verbose) {
-    std::fprintf(stderr, "mesh %s; %s; plan: %s\n", mesh->ToString().c_str(),
-                 s.ToString().c_str(), plan.status().ToString().c_str());
+    std::fprintf(stderr, "mesh %s; %s; plan: %s\n", mesh->ToString().c_str(), s.ToString().c_str(),
+                 plan.status().ToString().c_str());
   }
   if (plan.ok()) CheckPlan(*plan);
   return 0;
