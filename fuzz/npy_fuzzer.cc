@@ -52,8 +52,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   auto bytes = ragged::SerializeNpy(view);
   if (!bytes.ok()) Fail("SerializeNpy of a parsed array failed: " + bytes.status().ToString());
-  auto again = ragged::ParseNpy(absl::MakeConstSpan(
-      reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()));
+  auto again = ragged::ParseNpy(
+      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()));
   if (!again.ok()) Fail("ParseNpy of SerializeNpy's output failed: " + again.status().ToString());
   if (again->dtype() != a.dtype() || again->shape() != a.shape()) {
     Fail("round trip changed the array: " + again->data.view().DebugString() + " vs " +
