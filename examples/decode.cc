@@ -982,10 +982,10 @@ absl::Status RunSharded(const Config& c, Process& process) {
     o.json["mesh"] = mesh.ToString();
     o.json["out_spec"] = c.gather_output ? "gathered" : "sharded";
     o.json["threads_per_rank"] = threads;
-    o.json["local_query_shape"] = std::vector<int64_t>(
-        op->LocalShape(ShardedTensor::kQuery).begin(), op->LocalShape(ShardedTensor::kQuery).end());
-    o.json["local_kv_shape"] = std::vector<int64_t>(op->LocalShape(ShardedTensor::kKey).begin(),
-                                                    op->LocalShape(ShardedTensor::kKey).end());
+    const Shape local_query = op->LocalShape(ShardedTensor::kQuery);
+    const Shape local_kv = op->LocalShape(ShardedTensor::kKey);
+    o.json["local_query_shape"] = std::vector<int64_t>(local_query.begin(), local_query.end());
+    o.json["local_kv_shape"] = std::vector<int64_t>(local_kv.begin(), local_kv.end());
     finished = Finish(c, in, global_out, c.lse ? &global_lse : nullptr, cfg.options, o);
   }
   return ShareStatus(world, finished);

@@ -292,6 +292,16 @@ absl::StatusOr<NpyArray> ParseNpy(absl::Span<const uint8_t> bytes) {
 
   // Size of the data, checked against overflow.
   const int64_t item = DTypeSize(*dtype);
+  // Also without the zero dimensions: views of the array compute strides from them.
+  int64_t nonzero = item;
+  for (int64_t d : shape->tuple) {
+    if (d == 0) continue;
+    if (nonzero > std::numeric_limits<int64_t>::max() / d) {
+      return Malformed(absl::StrCat("shape (", absl::StrJoin(shape->tuple, ", "),
+                                    ") is too large"));
+    }
+    nonzero *= d;
+  }
   int64_t elements = 1;
   for (int64_t d : shape->tuple) {
     if (d != 0 && elements > std::numeric_limits<int64_t>::max() / item / d) {

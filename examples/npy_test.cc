@@ -230,6 +230,11 @@ INSTANTIATE_TEST_SUITE_P(
                               "'shape': (2,)}",
                               kEight),
                       "appears twice"},
+        MalformedCase{"ZeroSizeWithHugeDims",
+                      MakeNpy("{'descr': '<f4', 'fortran_order': False, "
+                              "'shape': (0, 4611686018427387904, 4611686018427387904)}",
+                              ""),
+                      "too large"},
         MalformedCase{"FortranOrder",
                       MakeNpy("{'descr': '<f4', 'fortran_order': True, 'shape': (2,)}", kEight),
                       "Fortran order"},

@@ -1,6 +1,7 @@
 #include "kernels/problem.h"
 
 #include <cmath>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -14,7 +15,9 @@ absl::Status Invalid(const std::string& msg) { return absl::InvalidArgumentError
 // Checks `t`'s rank, dtype set, and that its innermost stride is 1 and no stride is negative.
 absl::Status CheckTensor(const TensorView& t, absl::string_view name, int rank_a, int rank_b,
                          absl::string_view expected_layout) {
-  if (t.data() == nullptr && t.num_elements() != 0) {
+  bool has_zero_dim = false;
+  for (int64_t d : t.shape()) has_zero_dim = has_zero_dim || d == 0;
+  if (t.data() == nullptr && !has_zero_dim) {
     return Invalid(
         absl::StrCat(name, ": data pointer is null for a non-empty tensor ", t.DebugString()));
   }
@@ -57,6 +60,10 @@ absl::Status CheckDevice(const TensorView& t, absl::string_view name, Device dev
   }
   return absl::OkStatus();
 }
+
+// The stride of a dimension of extent 1 is never used to move: 0, so that no backend forms an
+// out-of-range pointer from it.
+int64_t StrideOf(const TensorView& t, int i) { return t.dim(i) == 1 ? 0 : t.stride(i); }
 
 }  // namespace
 
@@ -195,11 +202,11 @@ absl::StatusOr<Problem> ValidateProblem(const RaggedDecodeAttentionArgs& args,
       p.sink_layout = SinkLayout::kShared;
       p.num_sinks = a.dim(0);
       p.aux_stride_row = 0;
-      p.aux_stride_sink = a.stride(0);
+      p.aux_stride_sink = StrideOf(a, 0);
     } else {
       p.num_sinks = a.dim(1);
-      p.aux_stride_row = a.stride(0);
-      p.aux_stride_sink = a.stride(1);
+      p.aux_stride_row = StrideOf(a, 0);
+      p.aux_stride_sink = StrideOf(a, 1);
       if (a.dim(0) == p.num_q_heads) {
         p.sink_layout = SinkLayout::kPerQueryHead;  // also HQ == HKV, where both mean the same
       } else if (a.dim(0) == p.num_kv_heads) {
@@ -245,6 +252,9 @@ absl::StatusOr<Problem> ValidateProblem(const RaggedDecodeAttentionArgs& args,
   if (options.kv_offset < 0) {
     return Invalid(absl::StrCat("kv_offset: expected a value >= 0, got ", options.kv_offset));
   }
+  if (options.kv_offset > std::numeric_limits<int64_t>::max() - p.capacity) {
+    return Invalid(absl::StrCat("kv_offset: too large (", options.kv_offset, ")"));
+  }
   p.kv_offset = options.kv_offset;
   p.total_capacity =
       options.kv_total_capacity > 0 ? options.kv_total_capacity : p.kv_offset + p.capacity;
@@ -278,29 +288,29 @@ absl::StatusOr<Problem> ValidateProblem(const RaggedDecodeAttentionArgs& args,
   // Pointers and strides.
   const int64_t esize = DTypeSize(p.dtype);
   const char* qbase = static_cast<const char*>(q.data());
-  if (p.query_is_4d) qbase += (q.dim(1) - 1) * q.stride(1) * esize;
+  if (p.query_is_4d && qbase != nullptr) qbase += (q.dim(1) - 1) * StrideOf(q, 1) * esize;
   p.query = qbase;
-  p.q_stride_b = q.stride(0);
-  p.q_stride_h = q.stride(hq_dim);
+  p.q_stride_b = StrideOf(q, 0);
+  p.q_stride_h = StrideOf(q, hq_dim);
   p.key = k.data();
-  p.k_stride_b = k.stride(0);
-  p.k_stride_s = k.stride(1);
-  p.k_stride_h = k.stride(2);
+  p.k_stride_b = StrideOf(k, 0);
+  p.k_stride_s = StrideOf(k, 1);
+  p.k_stride_h = StrideOf(k, 2);
   p.value = v.data();
-  p.v_stride_b = v.stride(0);
-  p.v_stride_s = v.stride(1);
-  p.v_stride_h = v.stride(2);
+  p.v_stride_b = StrideOf(v, 0);
+  p.v_stride_s = StrideOf(v, 1);
+  p.v_stride_h = StrideOf(v, 2);
   p.sequence_start = args.sequence_start.data_as<const int32_t>();
-  p.start_stride = args.sequence_start.stride(0);
+  p.start_stride = StrideOf(args.sequence_start, 0);
   p.sequence_end = args.sequence_end.data_as<const int32_t>();
-  p.end_stride = args.sequence_end.stride(0);
+  p.end_stride = StrideOf(args.sequence_end, 0);
   p.output = o.data();
-  p.o_stride_b = o.stride(0);
-  p.o_stride_h = o.stride(o_h);
+  p.o_stride_b = StrideOf(o, 0);
+  p.o_stride_h = StrideOf(o, o_h);
   if (args.lse.has_value()) {
     p.lse = args.lse->data_as<float>();
-    p.lse_stride_b = args.lse->stride(0);
-    p.lse_stride_h = args.lse->stride(1);
+    p.lse_stride_b = StrideOf(*args.lse, 0);
+    p.lse_stride_h = StrideOf(*args.lse, 1);
   }
   return p;
 }

@@ -269,6 +269,17 @@ const BadInput kBadInputs[] = {
      [](Args&, Opts& o, Scratch&) { o.kv_offset = -3; },
      kInvalid,
      {"kv_offset", "got -3"}},
+    {"KvOffsetOverflowsWithSeq",
+     [](Args&, Opts& o, Scratch&) { o.kv_offset = std::numeric_limits<int64_t>::max() - 2; },
+     kInvalid,
+     {"kv_offset", "too large"}},
+    {"NullTensorWithHugeDims",
+     [](Args& a, Opts&, Scratch&) {
+       a.key = TensorView(nullptr, a.key.dtype(),
+                          Shape({int64_t{1} << 40, int64_t{1} << 40, int64_t{1} << 40, 128}));
+     },
+     kInvalid,
+     {"key", "null"}},
     {"TotalCapacityTooSmall",
      [](Args&, Opts& o, Scratch&) {
        o.kv_offset = 8;

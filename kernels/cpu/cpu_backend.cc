@@ -1,5 +1,7 @@
 #include "kernels/cpu/cpu_backend.h"
 
+#include <cpuid.h>
+
 #include <omp.h>
 
 #include <algorithm>
@@ -208,12 +210,18 @@ absl::StatusOr<Isa> ParseCpuIsa(absl::string_view name) {
       absl::StrCat("expected one of scalar, avx2, avx512, avx512bf16, got \"", name, "\""));
 }
 
+// CPUID.1:ECX[29] (clang 14's __builtin_cpu_supports knows no "f16c").
+bool CpuidF16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+
 bool CpuHasIsa(Isa isa) {
   if (isa == Isa::kScalar) return true;
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c");
+                    CpuidF16c();
   const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
                       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                       __builtin_cpu_supports("avx512dq");
@@ -223,7 +231,11 @@ bool CpuHasIsa(Isa isa) {
     case Isa::kAvx512:
       return RAGGED_CPU_HAVE_AVX512 && avx512;
     case Isa::kAvx512Bf16:
-      return RAGGED_CPU_HAVE_AVX512BF16 && avx512 && __builtin_cpu_supports("avx512bf16");
+      {
+      unsigned a = 0, b = 0, c = 0, d = 0;  // CPUID.(EAX=7,ECX=1):EAX[5] = AVX512_BF16
+      const bool bf16 = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+      return RAGGED_CPU_HAVE_AVX512BF16 && avx512 && bf16;
+    }
     default:
       return false;
   }
