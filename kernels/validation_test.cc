@@ -275,8 +275,10 @@ const BadInput kBadInputs[] = {
      {"kv_offset", "too large"}},
     {"NullTensorWithHugeDims",
      [](Args& a, Opts&, Scratch&) {
-       a.key = TensorView(nullptr, a.key.dtype(),
-                          Shape({int64_t{1} << 40, int64_t{1} << 40, int64_t{1} << 40, 128}));
+       // Explicit strides: contiguous ones for these dims would overflow int64.
+       const int64_t shape[] = {int64_t{1} << 40, int64_t{1} << 40, int64_t{1} << 40, 128};
+       const int64_t strides[] = {0, 0, 0, 1};
+       a.key = TensorView(nullptr, a.key.dtype(), shape, strides);
      },
      kInvalid,
      {"key", "null"}},
