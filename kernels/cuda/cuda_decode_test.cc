@@ -448,6 +448,35 @@ TEST_P(CudaDecodeViewTest, AutoPlatformPicksCudaForDeviceTensors) {
   EXPECT_TRUE(MatchesReference(*ref, r->out.view(), &lse, c.dtype));
 }
 
+// Large batches (more rows than a CTA has threads, so the schedule scans them in chunks, and more
+// than its row cache), with empty and one-token rows spread over the batch and sinks (which empty
+// rows must still report in lse).
+TEST_P(CudaDecodeViewTest, LargeBatchesWithEmptyAndOneTokenRows) {
+  RAGGED_SKIP_WITHOUT_GPU();
+  for (int64_t batch : {200, 1500}) {
+    for (bool many_splits : {false, true}) {
+      TestCase c;
+      c.dtype = GetParam();
+      c.batch = batch;
+      c.capacity = 96;
+      c.num_q_heads = 8;
+      c.num_kv_heads = 2;
+      c.head_dim = 64;
+      c.sinks = Sinks::kPerQueryHead;
+      c.seed = 12 + batch;
+      testing::RandomLengths(c, /*offsets=*/true, /*allow_empty=*/true, c.seed);
+      for (int64_t b = 0; b < batch; b += 7) c.end[b] = c.start[b];  // empty rows
+      for (int64_t b = 3; b < batch; b += 11) {
+        c.end[b] = std::min<int32_t>(c.start[b] + 1, static_cast<int32_t>(c.capacity));
+      }
+      HostProblem hp = MakeHostProblem(c);
+      RaggedDecodeAttentionOptions o = hp.options(Platform::kCuda);
+      if (many_splits) o.kernel_config = ManySplits();
+      EXPECT_TRUE(RunOnGpuAndCompare(hp, o)) << "batch " << batch << " many_splits " << many_splits;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(DTypes, CudaDecodeViewTest,
                          ::testing::Values(DType::kF32, DType::kF16, DType::kBF16),
                          [](const ::testing::TestParamInfo<DType>& info) {
