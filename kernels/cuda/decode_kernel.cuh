@@ -420,6 +420,16 @@ struct MmaPath {
   float o[kNTiles][4];
   float m[2], l[2];  // rows lane/4 and lane/4 + 8 of the warp's 16
   uint32_t qf[kQInRegs ? kD / 16 : 1][4];
+  // This warp's row block and position slice, and positions per slice: computed once (run-time
+  // divisions cost ~20 instructions each, and every instruction counts in the per-tile loop).
+  int mi, ni, per_warp;
+
+  __device__ __forceinline__ void Init(const DecodeParams& p, int nsplit) {
+    const int warp = threadIdx.x >> 5;
+    mi = warp / nsplit;
+    ni = warp - mi * nsplit;
+    per_warp = p.block_n / nsplit;  // a multiple of 16
+  }
 
   __device__ __forceinline__ void Reset() {
 #pragma unroll
@@ -431,9 +441,7 @@ struct MmaPath {
   __device__ __forceinline__ void Tile(const DecodeParams& p, const SmemLayout& L,
                                        unsigned char* smem, int buf, int qslot, int valid,
                                        bool seg_first, int nsplit) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int mi = warp / nsplit, ni = warp % nsplit;
-    const int per_warp = p.block_n / nsplit;  // a multiple of 16
+    const int lane = threadIdx.x & 31;
     const int rb = L.row_bytes;
     const uint32_t qaddr = SmemAddr(smem + L.q_off + qslot * p.heads_per_block * rb) +
                            (mi * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * rb + (lane >> 4) * 16;
@@ -550,8 +558,7 @@ struct MmaPath {
   // Merges the warps of each row block in a fixed order into scratch/row_m/row_l.
   __device__ __forceinline__ void Finish(const DecodeParams& p, const SmemLayout& L,
                                          unsigned char* smem, int buf, int nsplit) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int mi = warp / nsplit, ni = warp % nsplit;
+    const int lane = threadIdx.x & 31;
     const int hpb = p.heads_per_block;
     float* red_m = reinterpret_cast<float*>(smem + L.red_m_off);
     float* red_l = reinterpret_cast<float*>(smem + L.red_l_off);
@@ -619,6 +626,8 @@ struct SimtPath {
   static constexpr int kPerThread = (kC4 + 7) / 8;  // chunks per thread (8 threads per head)
   static constexpr int kBlockN = 32;
   float4 o[kPerThread];
+
+  __device__ __forceinline__ void Init(const DecodeParams&, int) {}
 
   __device__ __forceinline__ void Reset() {
 #pragma unroll
@@ -807,11 +816,14 @@ __global__ void __launch_bounds__(kMaxDecodeThreads)
 
   Cursor prod = sched.start;
   Cursor cons = sched.start;
+  // Tiles issued, and the buffers of the next issue and of the consumer, kept as rotating
+  // counters: a 64-bit remainder by a run-time divisor is a ~70-instruction routine.
   int64_t issued = 0;
+  int prod_buf = 0, cons_buf = 0;
   auto issue_next = [&]() {
     if (issued < n) {
-      IssueTile<T, kD>(p, L, smem, prod, static_cast<int>(issued % stages),
-                       prod.tile == 0 || issued == 0, slice);
+      IssueTile<T, kD>(p, L, smem, prod, prod_buf, prod.tile == 0 || issued == 0, slice);
+      prod_buf = prod_buf + 1 == stages ? 0 : prod_buf + 1;
       ++issued;
       if (issued < n) Advance(p, prod, b0, rows);
     }
@@ -820,7 +832,9 @@ __global__ void __launch_bounds__(kMaxDecodeThreads)
   for (int s = 0; s < stages - 1; ++s) issue_next();
 
   typename std::conditional<kMma, MmaPath<T, kD>, SimtPath<kD>>::type path;
+  path.Init(p, nsplit);
   bool seg_whole_start = false;
+  int qslot = 0;  // Q buffer of the consumer's segment
   for (int64_t i = 0; i < n; ++i) {
     CpAsyncWaitDyn(stages - 2);
     __syncthreads();
@@ -830,18 +844,19 @@ __global__ void __launch_bounds__(kMaxDecodeThreads)
     if (seg_first) {
       path.Reset();
       seg_whole_start = cons.tile == 0;
+      qslot = cons.seg % stages;
     }
     const int rem = cons.len - cons.tile * p.block_n;
     const int valid = rem < p.block_n ? rem : p.block_n;
-    path.Tile(p, L, smem, static_cast<int>(i % stages), cons.seg % stages, valid, seg_first,
-              nsplit);
+    path.Tile(p, L, smem, cons_buf, qslot, valid, seg_first, nsplit);
     if (seg_last) {
-      path.Finish(p, L, smem, static_cast<int>(i % stages), nsplit);
+      path.Finish(p, L, smem, cons_buf, nsplit);
       const bool whole = seg_whole_start && cons.tile == cons.tiles - 1;
       const int64_t pair = static_cast<int64_t>(cons.b) * p.num_kv_heads + cons.g;
-      Epilogue<kD>(p, L, smem, static_cast<int>(i % stages), cons.b, cons.g, slice, whole,
+      Epilogue<kD>(p, L, smem, cons_buf, cons.b, cons.g, slice, whole,
                    pair + cta);
     }
+    cons_buf = cons_buf + 1 == stages ? 0 : cons_buf + 1;
     if (i + 1 < n) Advance(p, cons, b0, rows);
   }
   CpAsyncWait<0>();
