@@ -104,15 +104,15 @@ class DeviceGuard {
   bool restore_ = false;
 };
 
-const void* DecodeKernelFor(DType t, int64_t head_dim) {
+const void* DecodeKernelFor(DType t, int64_t head_dim, bool wide_scratch) {
   const int d = static_cast<int>(head_dim);
   switch (t) {
     case DType::kF16:
-      return DecodeKernelF16(d);
+      return DecodeKernelF16(d, wide_scratch);
     case DType::kBF16:
-      return DecodeKernelBF16(d);
+      return DecodeKernelBF16(d, wide_scratch);
     case DType::kF32:
-      return DecodeKernelF32(d);
+      return DecodeKernelF32(d, wide_scratch);
     default:
       return nullptr;
   }
@@ -224,7 +224,12 @@ absl::Status ValidateRangesOnDevice(const Problem& p, cudaStream_t s) {
 absl::Status Launch(const Problem& p, void* workspace, const KernelConfig& cfg,
                     const ShapeSignature& sig, const DeviceInfo& dev, int device,
                     cudaStream_t stream) {
-  const void* kernel = DecodeKernelFor(p.dtype, p.head_dim);
+  const bool mma = UsesMma(p.dtype);
+  const int nsplit = mma ? cfg.num_warps / (cfg.heads_per_block / 16) : 1;
+  const SmemLayout layout =
+      ComputeSmemLayout(static_cast<int>(DTypeSize(p.dtype)), static_cast<int>(p.head_dim),
+                        cfg.heads_per_block, cfg.block_n, cfg.stages, nsplit, mma);
+  const void* kernel = DecodeKernelFor(p.dtype, p.head_dim, layout.scratch_swizzle != 0);
   if (kernel == nullptr) {
     return Invalid(absl::StrCat("no CUDA kernel for dtype ", DTypeName(p.dtype), " and head_dim ",
                                 p.head_dim));

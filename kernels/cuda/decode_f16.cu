@@ -4,19 +4,24 @@
 
 namespace ragged::internal {
 
-const void* DecodeKernelF16(int head_dim) {
+const void* DecodeKernelF16(int head_dim, bool wide_scratch) {
   using T = __half;
   switch (head_dim) {
     case 64:
-      return reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 64, true>);
+      return wide_scratch ? reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 64, true, true>)
+                          : reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 64, true, false>);
     case 80:
-      return reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 80, true>);
+      return wide_scratch ? nullptr
+                          : reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 80, true, false>);
     case 96:
-      return reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 96, true>);
+      return wide_scratch ? nullptr
+                          : reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 96, true, false>);
     case 128:
-      return reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 128, true>);
+      return wide_scratch ? reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 128, true, true>)
+                          : reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 128, true, false>);
     case 256:
-      return reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 256, true>);
+      return wide_scratch ? reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 256, true, true>)
+                          : reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 256, true, false>);
     default:
       return nullptr;
   }

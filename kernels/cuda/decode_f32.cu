@@ -4,19 +4,26 @@
 
 namespace ragged::internal {
 
-const void* DecodeKernelF32(int head_dim) {
+const void* DecodeKernelF32(int head_dim, bool wide_scratch) {
   using T = float;
   switch (head_dim) {
     case 64:
-      return reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 64, false>);
+      return wide_scratch ? nullptr
+                          : reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 64, false, false>);
     case 80:
-      return reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 80, false>);
+      return wide_scratch ? nullptr
+                          : reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 80, false, false>);
     case 96:
-      return reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 96, false>);
+      return wide_scratch ? nullptr
+                          : reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 96, false, false>);
     case 128:
-      return reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 128, false>);
+      return wide_scratch
+                 ? nullptr
+                 : reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 128, false, false>);
     case 256:
-      return reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 256, false>);
+      return wide_scratch
+                 ? nullptr
+                 : reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 256, false, false>);
     default:
       return nullptr;
   }

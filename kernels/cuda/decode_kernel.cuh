@@ -347,6 +347,24 @@ __device__ __forceinline__ void Advance(const DecodeParams& p, Cursor& c, int32_
   } while (c.tiles == 0);
 }
 
+// The 16-bit types run on the tensor-core path (f32 on the SIMT path).
+template <typename T>
+constexpr bool kMmaType = sizeof(T) == 2;
+
+// Byte offsets, within a K/V/Q row in shared memory, of 16-byte chunk 2 kk + bit for one lane's
+// ldmatrix row (whose index is lane & 7 modulo 8): with the swizzle, chunk c of row r is stored at
+// c ^ (r & 7). As (2 kk + bit) ^ key = 2 kk ^ (bit ^ key) and kk = 4 q + r, the offset is
+// 128 q + ((32 r) ^ (16 (bit ^ key))): four per-lane values, indexed by compile-time kk.
+struct ChunkOffsets {
+  uint32_t o[4];
+  __device__ __forceinline__ ChunkOffsets(int bit, int key) {
+    const uint32_t y = static_cast<uint32_t>((bit ^ key) << 4);
+#pragma unroll
+    for (int r = 0; r < 4; ++r) o[r] = (32u * r) ^ y;
+  }
+  __device__ __forceinline__ uint32_t At(int kk) const { return 128u * (kk >> 2) + o[kk & 3]; }
+};
+
 // Issues the cp.async loads of the cursor's K/V tile (and of Q at a segment start).
 template <typename T, int kD>
 __device__ __forceinline__ void IssueTile(const DecodeParams& p, const SmemLayout& L,
@@ -366,6 +384,7 @@ __device__ __forceinline__ void IssueTile(const DecodeParams& p, const SmemLayou
   const uint32_t vdst = kdst + block_n * L.row_bytes;
   // Thread t copies chunk t % kChunks of rows t / kChunks, t / kChunks + rpp, ...: its global
   // and shared addresses advance by constant steps.
+  constexpr bool kSwz = UsesSwizzle(static_cast<int>(sizeof(T)), kD, kMmaType<T>);
   const int rpp = static_cast<int>(blockDim.x) / kChunks;
   const int r0 = static_cast<int>(threadIdx.x) / kChunks,
             ch = static_cast<int>(threadIdx.x) % kChunks;
@@ -373,12 +392,13 @@ __device__ __forceinline__ void IssueTile(const DecodeParams& p, const SmemLayou
     const T* ks = kbase + r0 * p.k_stride_s + ch * kElemsPerChunk;
     const T* vs = vbase + r0 * p.v_stride_s + ch * kElemsPerChunk;
     const int64_t kstep = rpp * p.k_stride_s, vstep = rpp * p.v_stride_s;
-    uint32_t so = r0 * L.row_bytes + ch * 16;
+    uint32_t so = r0 * L.row_bytes;
     const uint32_t sstep = rpp * L.row_bytes;
     for (int r = r0; r < block_n; r += rpp) {
       const bool ok = r < valid;
-      CpAsync16(kdst + so, ok ? ks : kbase, ok);
-      CpAsync16(vdst + so, ok ? vs : vbase, ok);
+      const uint32_t at = so + ((kSwz ? ch ^ (r & 7) : ch) << 4);
+      CpAsync16(kdst + at, ok ? ks : kbase, ok);
+      CpAsync16(vdst + at, ok ? vs : vbase, ok);
       ks += kstep;
       vs += vstep;
       so += sstep;
@@ -394,7 +414,7 @@ __device__ __forceinline__ void IssueTile(const DecodeParams& p, const SmemLayou
       const int r = idx / kChunks, ch = idx % kChunks;
       const bool ok = first + r < p.group_size;
       const int64_t qo = ok ? r * p.q_stride_h + ch * kElemsPerChunk : 0;
-      CpAsync16(qdst + r * L.row_bytes + ch * 16, qbase + qo, ok);
+      CpAsync16(qdst + r * L.row_bytes + ((kSwz ? ch ^ (r & 7) : ch) << 4), qbase + qo, ok);
     }
   }
 }
@@ -406,17 +426,27 @@ __device__ __forceinline__ void IssueTile(const DecodeParams& p, const SmemLayou
 
 // The f32 scratch of a finished segment: its own buffer, or (SmemLayout::scratch_in_tile) the
 // K/V buffer of the segment's last tile, which nobody reads once every warp is past that tile.
+// Index of element (row, col) of the scratch (col even keeps col + 1 next to it). kWide: the
+// unpadded, swizzled scratch (SmemLayout::scratch_swizzle), a separate kernel instantiation.
+// The row stride is a compile-time constant (SmemLayout::scratch_ld is kD or kD + 8): read from
+// the layout at run time, the ragged shapes measured 4-5 points slower on an H100.
+template <int kD, bool kWide>
+__device__ __forceinline__ int ScratchAt(int row, int col) {
+  return kWide ? row * kD + (col ^ ((row & 7) << 3)) : row * (kD + 8) + col;
+}
+
 __device__ __forceinline__ float* ScratchOf(const SmemLayout& L, unsigned char* smem, int buf) {
   if (L.scratch_in_tile) return reinterpret_cast<float*>(smem + L.kv_off + buf * L.kv_stage_bytes);
   return reinterpret_cast<float*>(smem + L.scratch_off);
 }
 
-template <typename T, int kD>
+template <typename T, int kD, bool kWide>
 struct MmaPath {
   static constexpr int kNTiles = kD / 8;  // n8 tiles of O
   // Q's A fragments stay in registers for a segment when they fit (head_dim <= 128); larger
   // head dims reload them from shared memory for each chunk.
   static constexpr bool kQInRegs = kD <= 128;
+  static constexpr bool kSwz = UsesSwizzle(static_cast<int>(sizeof(T)), kD, true);
   float o[kNTiles][4];
   float m[2], l[2];  // rows lane/4 and lane/4 + 8 of the warp's 16
   uint32_t qf[kQInRegs ? kD / 16 : 1][4];
@@ -443,36 +473,39 @@ struct MmaPath {
                                        bool seg_first, int nsplit) {
     const int lane = threadIdx.x & 31;
     const int rb = L.row_bytes;
-    const uint32_t qaddr = SmemAddr(smem + L.q_off + qslot * p.heads_per_block * rb) +
-                           (mi * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * rb + (lane >> 4) * 16;
+    // Row addresses of this lane's ldmatrix rows; the chunk offsets add the column (swizzled).
+    const int key = kSwz ? (lane & 7) : 0;
+    const ChunkOffsets qo(lane >> 4, key), ko((lane >> 3) & 1, key);
+    const uint32_t qrow = SmemAddr(smem + L.q_off + qslot * p.heads_per_block * rb) +
+                          (mi * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * rb;
     const uint32_t kbuf = SmemAddr(smem + L.kv_off + buf * L.kv_stage_bytes);
     const uint32_t vbuf = kbuf + p.block_n * rb;
     if (kQInRegs && seg_first) {
 #pragma unroll
       for (int kk = 0; kk < (kQInRegs ? kD / 16 : 1); ++kk) {
-        Ldmatrix4(qaddr + kk * 32, qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+        Ldmatrix4(qrow + qo.At(kk), qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
       }
     }
     const int end = (ni + 1) * per_warp < valid ? (ni + 1) * per_warp : valid;
     int c0 = ni * per_warp;
     // 32 positions per softmax step where the warp's slice allows it, else 16.
     for (; c0 + 16 < end && c0 + 32 <= (ni + 1) * per_warp; c0 += 32) {
-      Chunk<2>(p, qaddr, kbuf + (c0 + (lane & 7) + (lane >> 4) * 8) * rb + ((lane >> 3) & 1) * 16,
-               vbuf + (c0 + (lane & 7) + ((lane >> 3) & 1) * 8) * rb + (lane >> 4) * 16, valid - c0,
-               rb);
+      Chunk<2>(p, qrow, kbuf + (c0 + (lane & 7) + (lane >> 4) * 8) * rb,
+               vbuf + (c0 + (lane & 7) + ((lane >> 3) & 1) * 8) * rb, valid - c0, rb, qo, ko);
     }
     for (; c0 < end; c0 += 16) {
-      Chunk<1>(p, qaddr, kbuf + (c0 + (lane & 7) + (lane >> 4) * 8) * rb + ((lane >> 3) & 1) * 16,
-               vbuf + (c0 + (lane & 7) + ((lane >> 3) & 1) * 8) * rb + (lane >> 4) * 16, valid - c0,
-               rb);
+      Chunk<1>(p, qrow, kbuf + (c0 + (lane & 7) + (lane >> 4) * 8) * rb,
+               vbuf + (c0 + (lane & 7) + ((lane >> 3) & 1) * 8) * rb, valid - c0, rb, qo, ko);
     }
   }
 
-  // Online-softmax update with 16 * kG positions whose K/V ldmatrix addresses (this lane's row
-  // of the first 16) are kaddr/vaddr; rows are `rb` bytes apart; positions >= valid are masked.
+  // Online-softmax update with 16 * kG positions whose K/V ldmatrix row addresses (this lane's
+  // row of the first 16) are krow/vrow; rows are `rb` bytes apart; positions >= valid are masked.
+  // Q and V take their chunk offsets from qo, K from ko.
   template <int kG>
-  __device__ __forceinline__ void Chunk(const DecodeParams& p, uint32_t qaddr, uint32_t kaddr,
-                                        uint32_t vaddr, int valid, int rb) {
+  __device__ __forceinline__ void Chunk(const DecodeParams& p, uint32_t qrow, uint32_t krow,
+                                        uint32_t vrow, int valid, int rb, const ChunkOffsets& qo,
+                                        const ChunkOffsets& ko) {
     const int lane = threadIdx.x & 31;
     float s[2 * kG][4];
 #pragma unroll
@@ -486,12 +519,12 @@ struct MmaPath {
         a[2] = qf[kk][2];
         a[3] = qf[kk][3];
       } else {
-        Ldmatrix4(qaddr + kk * 32, a[0], a[1], a[2], a[3]);
+        Ldmatrix4(qrow + qo.At(kk), a[0], a[1], a[2], a[3]);
       }
 #pragma unroll
       for (int gi = 0; gi < kG; ++gi) {
         uint32_t b[4];
-        Ldmatrix4(kaddr + gi * 16 * rb + kk * 32, b[0], b[1], b[2], b[3]);
+        Ldmatrix4(krow + gi * 16 * rb + ko.At(kk), b[0], b[1], b[2], b[3]);
         MmaOp<T>::Run(s[2 * gi], a, b[0], b[1]);
         MmaOp<T>::Run(s[2 * gi + 1], a, b[2], b[3]);
       }
@@ -548,7 +581,7 @@ struct MmaPath {
 #pragma unroll
       for (int dd = 0; dd < kD / 16; ++dd) {
         uint32_t b[4];
-        Ldmatrix4Trans(vaddr + gi * 16 * rb + dd * 32, b[0], b[1], b[2], b[3]);
+        Ldmatrix4Trans(vrow + gi * 16 * rb + qo.At(dd), b[0], b[1], b[2], b[3]);
         MmaOp<T>::Run(o[2 * dd], a, b[0], b[1]);
         MmaOp<T>::Run(o[2 * dd + 1], a, b[2], b[3]);
       }
@@ -596,7 +629,6 @@ struct MmaPath {
         row_l[row[r]] = ll;
       }
     }
-    const int ld = L.scratch_ld;
     for (int round = 0; round < nsplit; ++round) {
       if (ni == round) {
 #pragma unroll
@@ -604,7 +636,7 @@ struct MmaPath {
           const int col = i * 8 + tig * 2;
 #pragma unroll
           for (int r = 0; r < 2; ++r) {
-            float2* dst = reinterpret_cast<float2*>(scratch + row[r] * ld + col);
+            float2* dst = reinterpret_cast<float2*>(scratch + ScratchAt<kD, kWide>(row[r], col));
             float2 v = make_float2(o[i][2 * r] * scale[r], o[i][2 * r + 1] * scale[r]);
             if (round > 0) {
               const float2 old = *dst;
@@ -733,7 +765,7 @@ struct SimtPath {
 };
 
 // Writes a finished segment: the final output (with sinks, when `whole`) or a partial.
-template <int kD>
+template <int kD, bool kWide>
 __device__ __forceinline__ void Epilogue(const DecodeParams& p, const SmemLayout& L,
                                          unsigned char* smem, int buf, int b, int g, int slice,
                                          bool whole, int64_t slot) {
@@ -779,7 +811,7 @@ __device__ __forceinline__ void Epilogue(const DecodeParams& p, const SmemLayout
   __syncthreads();
   for (int idx = threadIdx.x; idx < rows * kD; idx += blockDim.x) {
     const int r = idx / kD, d = idx % kD;
-    const float val = scratch[r * L.scratch_ld + d] * factor[r];
+    const float val = scratch[ScratchAt<kD, kWide>(r, d)] * factor[r];
     if (whole) {
       const int64_t h = static_cast<int64_t>(g) * G + first + r;
       StoreElem(p.out, b * p.o_stride_b + h * p.o_stride_h + d, val, p.out_elem);
@@ -792,7 +824,7 @@ __device__ __forceinline__ void Epilogue(const DecodeParams& p, const SmemLayout
 // ---------------------------------------------------------------------------------------------
 // The decode kernel.
 
-template <typename T, int kD, bool kMma>
+template <typename T, int kD, bool kMma, bool kWide>
 __global__ void __launch_bounds__(kMaxDecodeThreads)
     DecodeKernel(const __grid_constant__ DecodeParams p) {
   extern __shared__ __align__(128) unsigned char smem[];
@@ -804,6 +836,7 @@ __global__ void __launch_bounds__(kMaxDecodeThreads)
   const int nsplit = kMma ? static_cast<int>(blockDim.x >> 5) / (p.heads_per_block / 16) : 1;
   const SmemLayout L = ComputeSmemLayout(static_cast<int>(sizeof(T)), kD, p.heads_per_block,
                                          p.block_n, p.stages, nsplit, kMma);
+  if (L.scratch_swizzle != (kWide ? 1 : 0)) __trap();  // the host launched the wrong variant
   const int cta = static_cast<int>(blockIdx.x) / p.head_slices;
   const int slice = static_cast<int>(blockIdx.x) % p.head_slices;
   int32_t* rows = reinterpret_cast<int32_t*>(smem + L.rows_off);
@@ -831,7 +864,7 @@ __global__ void __launch_bounds__(kMaxDecodeThreads)
   };
   for (int s = 0; s < stages - 1; ++s) issue_next();
 
-  typename std::conditional<kMma, MmaPath<T, kD>, SimtPath<kD>>::type path;
+  typename std::conditional<kMma, MmaPath<T, kD, kWide>, SimtPath<kD>>::type path;
   path.Init(p, nsplit);
   bool seg_whole_start = false;
   int qslot = 0;  // Q buffer of the consumer's segment
@@ -853,8 +886,7 @@ __global__ void __launch_bounds__(kMaxDecodeThreads)
       path.Finish(p, L, smem, cons_buf, nsplit);
       const bool whole = seg_whole_start && cons.tile == cons.tiles - 1;
       const int64_t pair = static_cast<int64_t>(cons.b) * p.num_kv_heads + cons.g;
-      Epilogue<kD>(p, L, smem, cons_buf, cons.b, cons.g, slice, whole,
-                   pair + cta);
+      Epilogue<kD, kWide>(p, L, smem, cons_buf, cons.b, cons.g, slice, whole, pair + cta);
     }
     cons_buf = cons_buf + 1 == stages ? 0 : cons_buf + 1;
     if (i + 1 < n) Advance(p, cons, b0, rows);

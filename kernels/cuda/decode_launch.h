@@ -10,10 +10,12 @@
 namespace ragged::internal {
 
 // The tensor-core decode kernels (f16, bf16 inputs) and the SIMT one (f32), by head dim
-// (64, 80, 96, 128, 256). Each takes one `const DecodeParams` by value.
-const void* DecodeKernelF16(int head_dim);
-const void* DecodeKernelBF16(int head_dim);
-const void* DecodeKernelF32(int head_dim);
+// (64, 80, 96, 128, 256) and by scratch layout (`wide_scratch`: SmemLayout::scratch_swizzle of the
+// launch's config; only head dims with swizzled rows have it). Each takes one `const
+// DecodeParams` by value.
+const void* DecodeKernelF16(int head_dim, bool wide_scratch);
+const void* DecodeKernelBF16(int head_dim, bool wide_scratch);
+const void* DecodeKernelF32(int head_dim, bool wide_scratch);
 // The combine of the decode kernel's partials (one CTA of 128 threads per (row, KV head)).
 const void* CombineKernelHandle();
 // The generic merge of MergePartials (one CTA of 128 threads per (row, head)); takes MergeParams.

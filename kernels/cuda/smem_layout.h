@@ -17,9 +17,20 @@ constexpr int kRowCache = 64;
 // Largest CTA of the decode kernel.
 constexpr int kMaxDecodeThreads = 256;
 
+// True when K/V/Q rows are stored unpadded with their 16-byte chunks XOR-swizzled (physical chunk =
+// chunk ^ (row & 7)): the tensor-core path with rows of a multiple of 8 chunks (head_dim 64, 128,
+// 256 in 16-bit types). ldmatrix stays conflict-free, and rows start 128-byte aligned, which the
+// asynchronous copies need to move a row in the fewest wavefronts and L2 sectors (padded rows
+// cost 1.5x the sectors and 2.5x the shared-memory wavefronts: ncu, H100). Other head dims pad
+// each row by 16 bytes instead.
+RAGGED_HOST_DEVICE constexpr bool UsesSwizzle(int elem_bytes, int head_dim, bool mma) {
+  return mma && (head_dim * elem_bytes / 16) % 8 == 0;
+}
+
 struct SmemLayout {
-  int32_t row_bytes;        // bytes of one K/V/Q row in shared memory: D * element size + 16 (pad)
-  int32_t scratch_ld;       // f32 row stride of the output scratch: D + 8
+  int32_t row_bytes;        // bytes of one K/V/Q row in shared memory: D * element size (+ 16 pad)
+  int32_t scratch_ld;       // f32 row stride of the output scratch: D + 8, or D when swizzled
+  int32_t scratch_swizzle;  // 1: scratch column c of row r is stored at c ^ ((r & 7) << 3)
   int32_t kv_off;           // [stages][2 (K, V)][block_n][row_bytes]
   int32_t kv_stage_bytes;   // 2 * block_n * row_bytes
   int32_t q_off;            // [stages][heads_per_block][row_bytes]: one Q per segment in flight
@@ -44,8 +55,19 @@ RAGGED_HOST_DEVICE int32_t AlignUp16(int32_t x) { return (x + 15) / 16 * 16; }
 RAGGED_HOST_DEVICE SmemLayout ComputeSmemLayout(int elem_bytes, int head_dim, int heads_per_block,
                                                 int block_n, int stages, int nsplit, bool mma) {
   SmemLayout l{};
-  l.row_bytes = head_dim * elem_bytes + 16;
-  l.scratch_ld = head_dim + 8;
+  l.row_bytes = head_dim * elem_bytes + (UsesSwizzle(elem_bytes, head_dim, mma) ? 0 : 16);
+  // Where the padded scratch does not fit in one K/V stage but an unpadded one does (unpadded,
+  // swizzled K/V rows with heads_per_block == block_n, as for MQA's 64 heads), the scratch is
+  // unpadded too, its 8-float blocks XOR-swizzled (a kernel variant: kWide in decode_kernel.cuh):
+  // otherwise it needs a buffer of its own and the CTA no longer shares its SM (MQA 58% -> 37% of
+  // the read ceiling on an H100).
+  const int32_t kv_stage = 2 * block_n * l.row_bytes;
+  l.scratch_swizzle = UsesSwizzle(elem_bytes, head_dim, mma) &&
+                              heads_per_block * (head_dim + 8) * 4 > kv_stage &&
+                              heads_per_block * head_dim * 4 <= kv_stage
+                          ? 1
+                          : 0;
+  l.scratch_ld = head_dim + (l.scratch_swizzle ? 0 : 8);
   l.kv_stage_bytes = 2 * block_n * l.row_bytes;
   int32_t off = 0;
   l.kv_off = off;
