@@ -1,7 +1,10 @@
 #include "kernels/problem.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -39,6 +42,35 @@ absl::Status CheckTensor(const TensorView& t, absl::string_view name, int rank_a
   if (t.rank() > 0 && t.dim(t.rank() - 1) > 1 && t.stride(t.rank() - 1) != 1) {
     return Invalid(
         absl::StrCat(name, ": expected innermost stride 1, got ", t.stride(t.rank() - 1)));
+  }
+  return absl::OkStatus();
+}
+
+// Checks that no two elements of `t` share an address (an output that overlaps itself would hold
+// whichever write lands last). With the dims of extent > 1 sorted by stride, each stride must be
+// at least the previous stride times the previous extent.
+absl::Status CheckNoSelfOverlap(const TensorView& t, absl::string_view name) {
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, extent)
+  for (int i = 0; i < t.rank(); ++i) {
+    if (t.dim(i) == 0) return absl::OkStatus();  // no elements
+    if (t.dim(i) > 1) dims.emplace_back(t.stride(i), t.dim(i));
+  }
+  std::sort(dims.begin(), dims.end());
+  int64_t span = 1;  // elements spanned by the dims so far
+  for (const auto& [stride, extent] : dims) {
+    if (stride < span) {
+      std::string strides;
+      for (int i = 0; i < t.rank(); ++i) absl::StrAppend(&strides, i ? ", " : "", t.stride(i));
+      return Invalid(absl::StrCat(name, ": strides (", strides, ") for shape ",
+                                  ShapeToString(t.shape()),
+                                  " make distinct elements share memory; an output must not "
+                                  "overlap itself"));
+    }
+    if (stride > std::numeric_limits<int64_t>::max() / extent) {
+      return Invalid(
+          absl::StrCat(name, ": strides too large for shape ", ShapeToString(t.shape())));
+    }
+    span = stride * extent;
   }
   return absl::OkStatus();
 }
@@ -171,6 +203,7 @@ absl::StatusOr<Problem> ValidateProblem(const RaggedDecodeAttentionArgs& args,
   if (auto s = CheckDim(o, "output", 0, "batch", p.batch); !s.ok()) return s;
   if (auto s = CheckDim(o, "output", o_h, "num_q_heads", p.num_q_heads); !s.ok()) return s;
   if (auto s = CheckDim(o, "output", o_h + 1, "head_dim", p.head_dim); !s.ok()) return s;
+  if (auto s = CheckNoSelfOverlap(o, "output"); !s.ok()) return s;
   p.output_dtype = o.dtype();
 
   // lse: [B, HQ] f32.
@@ -182,6 +215,7 @@ absl::StatusOr<Problem> ValidateProblem(const RaggedDecodeAttentionArgs& args,
     }
     if (auto s = CheckDim(l, "lse", 0, "batch", p.batch); !s.ok()) return s;
     if (auto s = CheckDim(l, "lse", 1, "num_q_heads", p.num_q_heads); !s.ok()) return s;
+    if (auto s = CheckNoSelfOverlap(l, "lse"); !s.ok()) return s;
   }
 
   // Sinks.

@@ -282,6 +282,29 @@ const BadInput kBadInputs[] = {
      },
      kInvalid,
      {"key", "null"}},
+    {"OutputOverlapsItself",
+     [](Args& a, Opts&, Scratch&) {
+       // Heads 0 and 1 of a row share memory: stride 0 on the head axis.
+       const int64_t strides[] = {a.output.stride(0), 0, 1};
+       a.output = TensorView(a.output.data(), a.output.dtype(), a.output.shape(), strides);
+     },
+     kInvalid,
+     {"output", "share memory", "must not overlap"}},
+    {"OutputRowsInterleaveWithHeads",
+     [](Args& a, Opts&, Scratch&) {
+       // Row stride smaller than the head axis' span: rows overlap the next rows' heads.
+       const int64_t strides[] = {a.output.stride(1), a.output.stride(1), 1};
+       a.output = TensorView(a.output.data(), a.output.dtype(), a.output.shape(), strides);
+     },
+     kInvalid,
+     {"output", "share memory"}},
+    {"LseOverlapsItself",
+     [](Args& a, Opts&, Scratch&) {
+       const int64_t strides[] = {0, 1};
+       a.lse = TensorView(a.lse->data(), a.lse->dtype(), a.lse->shape(), strides);
+     },
+     kInvalid,
+     {"lse", "share memory"}},
     {"TotalCapacityTooSmall",
      [](Args&, Opts& o, Scratch&) {
        o.kv_offset = 8;
