@@ -426,6 +426,11 @@ __device__ __forceinline__ void IssueTile(const DecodeParams& p, const SmemLayou
 
 // The f32 scratch of a finished segment: its own buffer, or (SmemLayout::scratch_in_tile) the
 // K/V buffer of the segment's last tile, which nobody reads once every warp is past that tile.
+__device__ __forceinline__ float* ScratchOf(const SmemLayout& L, unsigned char* smem, int buf) {
+  if (L.scratch_in_tile) return reinterpret_cast<float*>(smem + L.kv_off + buf * L.kv_stage_bytes);
+  return reinterpret_cast<float*>(smem + L.scratch_off);
+}
+
 // Index of element (row, col) of the scratch (col even keeps col + 1 next to it). kWide: the
 // unpadded, swizzled scratch (SmemLayout::scratch_swizzle), a separate kernel instantiation.
 // The row stride is a compile-time constant (SmemLayout::scratch_ld is kD or kD + 8): read from
@@ -433,11 +438,6 @@ __device__ __forceinline__ void IssueTile(const DecodeParams& p, const SmemLayou
 template <int kD, bool kWide>
 __device__ __forceinline__ int ScratchAt(int row, int col) {
   return kWide ? row * kD + (col ^ ((row & 7) << 3)) : row * (kD + 8) + col;
-}
-
-__device__ __forceinline__ float* ScratchOf(const SmemLayout& L, unsigned char* smem, int buf) {
-  if (L.scratch_in_tile) return reinterpret_cast<float*>(smem + L.kv_off + buf * L.kv_stage_bytes);
-  return reinterpret_cast<float*>(smem + L.scratch_off);
 }
 
 template <typename T, int kD, bool kWide>

@@ -61,14 +61,13 @@ RAGGED_HOST_DEVICE SmemLayout ComputeSmemLayout(int elem_bytes, int head_dim, in
   // unpadded too, its 8-float blocks XOR-swizzled (a kernel variant: kWide in decode_kernel.cuh):
   // otherwise it needs a buffer of its own and the CTA no longer shares its SM (MQA 58% -> 37% of
   // the read ceiling on an H100).
-  const int32_t kv_stage = 2 * block_n * l.row_bytes;
+  l.kv_stage_bytes = 2 * block_n * l.row_bytes;
   l.scratch_swizzle = UsesSwizzle(elem_bytes, head_dim, mma) &&
-                              heads_per_block * (head_dim + 8) * 4 > kv_stage &&
-                              heads_per_block * head_dim * 4 <= kv_stage
+                              heads_per_block * (head_dim + 8) * 4 > l.kv_stage_bytes &&
+                              heads_per_block * head_dim * 4 <= l.kv_stage_bytes
                           ? 1
                           : 0;
   l.scratch_ld = head_dim + (l.scratch_swizzle ? 0 : 8);
-  l.kv_stage_bytes = 2 * block_n * l.row_bytes;
   int32_t off = 0;
   l.kv_off = off;
   off += stages * l.kv_stage_bytes;
