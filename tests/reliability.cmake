@@ -58,7 +58,8 @@ endif()
 # killed with it).
 if(RAGGED_WITH_MPI AND TARGET ragged_comm_test_main)
   ragged_mpi_test_binary(reliability_fault_test ${_ragged_root}/tests/reliability_fault_test.cc)
-  target_link_libraries(reliability_fault_test PRIVATE ragged_comm_test_main ragged_test_util)
+  target_link_libraries(reliability_fault_test PRIVATE ragged_comm_test_main
+                        ragged_sharding_test_util)
   foreach(np 2 4)
     ragged_add_mpi_run(reliability_fault_np${np} reliability_fault_test ${np} TIMEOUT 300
                        LABELS fault ARGS --gtest_filter=-*RankKilledTest*:AgreeTest.*)

@@ -39,11 +39,14 @@
 #include "sharding/scatter.h"
 #include "sharding/sharded_attention.h"
 #include "tests/comm_test_main.h"
+#include "tests/sharding_test_util.h"
 
 namespace ragged {
 namespace {
 
+using testing::CutProblem;
 using testing::HostProblem;
+using testing::LocalProblem;
 using testing::MakeHostProblem;
 using testing::Sinks;
 using testing::TestCase;
@@ -166,49 +169,8 @@ ShardedAttentionConfig ConfigFor(const MeshCommunicators& comms, const TestCase&
   return cfg;
 }
 
-// This rank's views of a global problem, cut by the op's boxes, and the op's step on them.
-struct Local {
-  HostBuffer query, key, value, start, end, aux, output, lse;
-  RaggedDecodeAttentionArgs args() const {
-    RaggedDecodeAttentionArgs a;
-    a.query = query.view();
-    a.key = key.view();
-    a.value = value.view();
-    a.sequence_start = start.view();
-    a.sequence_end = end.view();
-    if (aux.data() != nullptr) a.softmax_aux = aux.view();
-    a.output = output.view();
-    if (lse.data() != nullptr) a.lse = lse.view();
-    return a;
-  }
-};
-
-HostBuffer Cut(const ShardedAttention& op, ShardedTensor t, const TensorView& global) {
-  HostBuffer b = HostBuffer::Allocate(global.dtype(), op.LocalShape(t));
-  absl::Status s = ExtractShard(global, op.Box(t), b.view());
-  EXPECT_TRUE(s.ok()) << ShardedTensorName(t) << ": " << s;
-  return b;
-}
-
-std::unique_ptr<Local> CutLocal(const ShardedAttention& op, const HostProblem& p) {
-  auto l = std::make_unique<Local>();
-  l->query = Cut(op, ShardedTensor::kQuery, p.query.view());
-  l->key = Cut(op, ShardedTensor::kKey, p.key.view());
-  l->value = Cut(op, ShardedTensor::kValue, p.value.view());
-  l->start = Cut(op, ShardedTensor::kSequenceStart, p.start.view());
-  l->end = Cut(op, ShardedTensor::kSequenceEnd, p.end.view());
-  if (p.c.sinks != Sinks::kNone) l->aux = Cut(op, ShardedTensor::kSoftmaxAux, p.aux.view());
-  l->output = HostBuffer::Allocate(p.c.output_dtype, op.LocalShape(ShardedTensor::kOutput));
-  testing::PoisonWithNaN(l->output);
-  if (p.c.with_lse) {
-    l->lse = HostBuffer::Allocate(DType::kF32, op.LocalShape(ShardedTensor::kLse));
-    testing::PoisonWithNaN(l->lse);
-  }
-  return l;
-}
-
 // The output (gathered: the whole [B, HQ, D]) against the single-process reference.
-void ExpectRightAnswer(const HostProblem& p, const Local& l) {
+void ExpectRightAnswer(const HostProblem& p, const LocalProblem& l) {
   auto ref = ComputeReference(p.args(), p.options(Platform::kReference));
   ASSERT_TRUE(ref.ok()) << ref.status();
   TensorView lse = l.lse.view();
@@ -234,7 +196,7 @@ struct SteppedOp {
   MeshCommunicators* comms = nullptr;
   ShardedAttention* op = nullptr;
   HostProblem* problem = nullptr;
-  std::unique_ptr<Local> local;
+  std::unique_ptr<LocalProblem> local;
 };
 
 void SetUpAndStepOnce(MeshKind kind, SteppedOp* out) {
@@ -246,7 +208,7 @@ void SetUpAndStepOnce(MeshKind kind, SteppedOp* out) {
   ASSERT_TRUE(op.ok()) << op.status();
   Graves().ops.push_back(std::move(*op));
   out->op = Graves().ops.back().get();
-  out->local = CutLocal(*out->op, *out->problem);
+  out->local = std::make_unique<LocalProblem>(CutProblem(*out->op, *out->problem));
   absl::Status s = out->op->Run(out->local->args());
   ASSERT_TRUE(s.ok()) << s;
   ExpectRightAnswer(*out->problem, *out->local);
@@ -446,7 +408,7 @@ TEST_P(DisagreeTest, EveryRankFailsAtSetupThenAgreesAndComputes) {
   const HostProblem& p = *Graves().problems.back();
   auto good = ShardedAttention::Create(agreed, ConfigFor(*agreed, p.c));
   ASSERT_TRUE(good.ok()) << good.status();
-  std::unique_ptr<Local> local = CutLocal(**good, p);
+  std::unique_ptr<LocalProblem> local = std::make_unique<LocalProblem>(CutProblem(**good, p));
   absl::Status s = (*good)->Run(local->args());
   ASSERT_TRUE(s.ok()) << s;
   ExpectRightAnswer(p, *local);
@@ -476,7 +438,7 @@ TEST(AgreeTest, EquivalentSpecsWrittenDifferentlyAgree) {
   }
   auto op = ShardedAttention::Create(comms, cfg);
   ASSERT_TRUE(op.ok()) << op.status();
-  std::unique_ptr<Local> local = CutLocal(**op, p);
+  std::unique_ptr<LocalProblem> local = std::make_unique<LocalProblem>(CutProblem(**op, p));
   absl::Status s = (*op)->Run(local->args());
   ASSERT_TRUE(s.ok()) << s;
   ExpectRightAnswer(p, *local);

@@ -26,12 +26,15 @@
 #include "sharding/scatter.h"
 #include "sharding/sharded_attention.h"
 #include "tests/comm_test_main.h"
+#include "tests/sharding_test_util.h"
 
 namespace ragged {
 namespace {
 
 using testing::HostProblem;
 using testing::MakeHostProblem;
+using testing::MeshShape;
+using testing::RefBox;
 using testing::Sinks;
 using testing::TestCase;
 using testing::TestProcess;
@@ -87,13 +90,6 @@ absl::StatusOr<MeshCommunicators*> CommsFor(const std::string& text) {
   RAGGED_ASSIGN_OR_RETURN(auto comms, MeshCommunicators::Borrow(mesh, w->world.get()));
   return (w->meshes[text] = std::move(comms)).get();
 }
-
-struct MeshShape {
-  int dp = 1, sp = 1, tp = 1;
-  std::string Text() const { return absl::StrCat("dp=", dp, ",sp=", sp, ",tp=", tp); }
-  std::string Name() const { return absl::StrCat("dp", dp, "sp", sp, "tp", tp); }
-};
-void PrintTo(const MeshShape& m, std::ostream* os) { *os << m.Text(); }
 
 std::vector<MeshShape> WorldMeshes() {
   const int n = TestProcess().size();
@@ -246,18 +242,6 @@ absl::StatusOr<DeviceProblem> UploadProblem(const ShardedAttention& op, const Ho
     d.host_lse = HostBuffer::Allocate(DType::kF32, lse);
   }
   return d;
-}
-
-ReferenceResult RefBox(const ReferenceResult& ref, const ShardBox& box, int64_t hq, int64_t d) {
-  ReferenceResult r;
-  for (int64_t b = 0; b < box.shape[0]; ++b) {
-    for (int64_t h = 0; h < box.shape[1]; ++h) {
-      const int64_t gb = b + box.offset[0], gh = h + box.offset[1];
-      for (int64_t x = 0; x < d; ++x) r.output.push_back(ref.output[(gb * hq + gh) * d + x]);
-      r.lse.push_back(ref.lse[gb * hq + gh]);
-    }
-  }
-  return r;
 }
 
 class ShardedAttentionGpuTest

@@ -24,26 +24,23 @@
 #include "sharding/scatter.h"
 #include "sharding/sharded_attention.h"
 #include "tests/comm_test_main.h"
+#include "tests/sharding_test_util.h"
 
 namespace ragged {
 namespace {
 
+using testing::CutProblem;
 using ::testing::HasSubstr;
 using testing::HostProblem;
+using testing::LocalProblem;
 using testing::MakeHostProblem;
+using testing::MeshShape;
+using testing::RefBox;
 using testing::Sinks;
 using testing::TestCase;
 using testing::TestProcess;
 
 constexpr int64_t kBatch = 8, kCapacity = 64, kHeadDim = 64;
-
-struct MeshShape {
-  int dp = 1, sp = 1, tp = 1;
-  std::string Text() const { return absl::StrCat("dp=", dp, ",sp=", sp, ",tp=", tp); }
-  std::string Name() const { return absl::StrCat("dp", dp, "sp", sp, "tp", tp); }
-};
-
-void PrintTo(const MeshShape& m, std::ostream* os) { *os << m.Text(); }
 
 // Every dp x sp x tp with product `n` (n a power of two up to 8).
 std::vector<MeshShape> MeshesOf(int n) {
@@ -226,60 +223,6 @@ ShardedAttentionSpecs SpecsFor(Feature f, OutMode out) {
       break;
   }
   return s;
-}
-
-// This rank's shards of a global host problem, cut by the op's boxes.
-struct LocalProblem {
-  HostBuffer query, key, value, start, end, aux, output, lse;
-  RaggedDecodeAttentionArgs args() const {
-    RaggedDecodeAttentionArgs a;
-    a.query = query.view();
-    a.key = key.view();
-    a.value = value.view();
-    a.sequence_start = start.view();
-    a.sequence_end = end.view();
-    if (aux.data() != nullptr) a.softmax_aux = aux.view();
-    a.output = output.view();
-    if (lse.data() != nullptr) a.lse = lse.view();
-    return a;
-  }
-};
-
-HostBuffer Cut(const ShardedAttention& op, ShardedTensor t, const TensorView& global) {
-  HostBuffer b = HostBuffer::Allocate(global.dtype(), op.LocalShape(t));
-  absl::Status s = ExtractShard(global, op.Box(t), b.view());
-  EXPECT_TRUE(s.ok()) << ShardedTensorName(t) << ": " << s;
-  return b;
-}
-
-LocalProblem CutProblem(const ShardedAttention& op, const HostProblem& p) {
-  LocalProblem l;
-  l.query = Cut(op, ShardedTensor::kQuery, p.query.view());
-  l.key = Cut(op, ShardedTensor::kKey, p.key.view());
-  l.value = Cut(op, ShardedTensor::kValue, p.value.view());
-  l.start = Cut(op, ShardedTensor::kSequenceStart, p.start.view());
-  l.end = Cut(op, ShardedTensor::kSequenceEnd, p.end.view());
-  if (p.c.sinks != Sinks::kNone) l.aux = Cut(op, ShardedTensor::kSoftmaxAux, p.aux.view());
-  l.output = HostBuffer::Allocate(p.c.output_dtype, op.LocalShape(ShardedTensor::kOutput));
-  testing::PoisonWithNaN(l.output);
-  if (p.c.with_lse) {
-    l.lse = HostBuffer::Allocate(DType::kF32, op.LocalShape(ShardedTensor::kLse));
-    testing::PoisonWithNaN(l.lse);
-  }
-  return l;
-}
-
-// The reference restricted to a box of the output ([B, HQ, D]); lse to the same rows and heads.
-ReferenceResult RefBox(const ReferenceResult& ref, const ShardBox& box, int64_t hq, int64_t d) {
-  ReferenceResult r;
-  for (int64_t b = 0; b < box.shape[0]; ++b) {
-    for (int64_t h = 0; h < box.shape[1]; ++h) {
-      const int64_t gb = b + box.offset[0], gh = h + box.offset[1];
-      for (int64_t x = 0; x < d; ++x) r.output.push_back(ref.output[(gb * hq + gh) * d + x]);
-      r.lse.push_back(ref.lse[gb * hq + gh]);
-    }
-  }
-  return r;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@
 #include "sharding/mesh.h"
 #include "sharding/scatter.h"
 #include "sharding/sharded_attention.h"
+#include "tests/sharding_test_util.h"
 #include "tests/sharding_thread_comm.h"
 
 #if RAGGED_WITH_CUDA
@@ -40,16 +41,10 @@ namespace {
 
 using testing::HostProblem;
 using testing::MakeHostProblem;
+using testing::MeshShape;
+using testing::RefBox;
 using testing::Sinks;
 using testing::TestCase;
-
-struct MeshShape {
-  int dp = 1, sp = 1, tp = 1;
-  int size() const { return dp * sp * tp; }
-  std::string Text() const { return absl::StrCat("dp=", dp, ",sp=", sp, ",tp=", tp); }
-  std::string Name() const { return absl::StrCat("dp", dp, "sp", sp, "tp", tp); }
-};
-void PrintTo(const MeshShape& m, std::ostream* os) { *os << m.Text(); }
 
 std::vector<MeshShape> MeshesOf(std::vector<int> sizes) {
   std::vector<MeshShape> meshes;
@@ -129,18 +124,6 @@ ShardedAttentionConfig ConfigFor(const HostProblem& p, OutMode out, Platform pla
   cfg.options.num_threads = 1;  // ranks are threads already
   cfg.device = 0;
   return cfg;
-}
-
-ReferenceResult RefBox(const ReferenceResult& ref, const ShardBox& box, int64_t hq, int64_t d) {
-  ReferenceResult r;
-  for (int64_t b = 0; b < box.shape[0]; ++b) {
-    for (int64_t h = 0; h < box.shape[1]; ++h) {
-      const int64_t gb = b + box.offset[0], gh = h + box.offset[1];
-      for (int64_t x = 0; x < d; ++x) r.output.push_back(ref.output[(gb * hq + gh) * d + x]);
-      r.lse.push_back(ref.lse[gb * hq + gh]);
-    }
-  }
-  return r;
 }
 
 // A tensor of this rank on the platform's device (host for the CPU), and its host copy.
