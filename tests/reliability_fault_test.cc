@@ -46,6 +46,7 @@ namespace {
 
 using testing::CutProblem;
 using testing::HostProblem;
+using testing::LayoutOf;
 using testing::LocalProblem;
 using testing::MakeHostProblem;
 using testing::Sinks;
@@ -133,19 +134,6 @@ TestCase GlobalCase() {
   c.with_lse = true;
   c.seed = 29;
   return c;
-}
-
-SinkLayout LayoutOf(Sinks s) {
-  switch (s) {
-    case Sinks::kShared:
-      return SinkLayout::kShared;
-    case Sinks::kPerKvHead:
-      return SinkLayout::kPerKvHead;
-    case Sinks::kPerQueryHead:
-      return SinkLayout::kPerQueryHead;
-    default:
-      return SinkLayout::kNone;
-  }
 }
 
 ShardedAttentionConfig ConfigFor(const MeshCommunicators& comms, const TestCase& c) {

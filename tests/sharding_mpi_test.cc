@@ -32,6 +32,7 @@ namespace {
 using testing::CutProblem;
 using ::testing::HasSubstr;
 using testing::HostProblem;
+using testing::LayoutOf;
 using testing::LocalProblem;
 using testing::MakeHostProblem;
 using testing::MeshShape;
@@ -165,20 +166,6 @@ TestCase MakeCase(Feature f, int64_t hq, int64_t hkv) {
       break;
   }
   return c;
-}
-
-SinkLayout LayoutOf(Sinks s) {
-  switch (s) {
-    case Sinks::kNone:
-      return SinkLayout::kNone;
-    case Sinks::kShared:
-      return SinkLayout::kShared;
-    case Sinks::kPerKvHead:
-      return SinkLayout::kPerKvHead;
-    case Sinks::kPerQueryHead:
-      return SinkLayout::kPerQueryHead;
-  }
-  return SinkLayout::kNone;
 }
 
 AttentionShape ShapeOf(const HostProblem& p) {

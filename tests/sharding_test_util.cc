@@ -11,6 +11,20 @@ std::string MeshShape::Text() const { return absl::StrCat("dp=", dp, ",sp=", sp,
 std::string MeshShape::Name() const { return absl::StrCat("dp", dp, "sp", sp, "tp", tp); }
 void PrintTo(const MeshShape& m, std::ostream* os) { *os << m.Text(); }
 
+SinkLayout LayoutOf(Sinks s) {
+  switch (s) {
+    case Sinks::kNone:
+      return SinkLayout::kNone;
+    case Sinks::kShared:
+      return SinkLayout::kShared;
+    case Sinks::kPerKvHead:
+      return SinkLayout::kPerKvHead;
+    case Sinks::kPerQueryHead:
+      return SinkLayout::kPerQueryHead;
+  }
+  return SinkLayout::kNone;
+}
+
 RaggedDecodeAttentionArgs LocalProblem::args() const {
   RaggedDecodeAttentionArgs a;
   a.query = query.view();

@@ -24,6 +24,9 @@ struct MeshShape {
 };
 void PrintTo(const MeshShape& m, std::ostream* os);
 
+// The sharded op's sink layout for a test case's sinks.
+SinkLayout LayoutOf(Sinks s);
+
 // This rank's shards of a global host problem, cut by the op's boxes, with a NaN-poisoned output
 // (and lse, when the problem has one).
 struct LocalProblem {
