@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -281,6 +282,16 @@ std::vector<KernelConfig> CandidateKernelConfigs(const ShapeSignature& sig, cons
     add(c);
   }
   return out;
+}
+
+int PickTunedConfig(const std::vector<double>& times_us, double margin) {
+  int best = -1;
+  for (size_t i = 0; i < times_us.size(); ++i) {
+    if (!std::isfinite(times_us[i])) continue;
+    if (best < 0 || times_us[i] < times_us[best]) best = static_cast<int>(i);
+  }
+  if (best <= 0 || times_us.empty() || !std::isfinite(times_us[0])) return best;
+  return times_us[best] < times_us[0] * (1.0 - margin) ? best : 0;
 }
 
 absl::string_view AutotunePolicyName(AutotunePolicy p) {

@@ -88,6 +88,17 @@ absl::StatusOr<KernelConfig> HeuristicKernelConfig(const ShapeSignature& sig,
 // The configs the autotuner times: all resolved and valid, the heuristic's first, no duplicates.
 std::vector<KernelConfig> CandidateKernelConfigs(const ShapeSignature& sig, const DeviceInfo& dev);
 
+// How much faster than the heuristic's config a candidate must be, as a fraction of the
+// heuristic's time on the tuning call, to replace it. The cache is keyed by shape, not by the
+// lengths of the call that was timed: a config that wins by a hair on one call's lengths can lose
+// several points on others (an H100: the config tuned on full rows of L_full was 0.1% faster
+// there and 8% slower on L_ragged's uniform lengths, which reuse its entry).
+constexpr double kAutotuneMargin = 0.03;
+// The autotuner's pick among candidates timed `times_us` (index 0: the heuristic's config; +inf:
+// a candidate that could not run): the fastest when it beats the heuristic by more than `margin`
+// of the heuristic's time, else 0. -1 when nothing ran (all +inf or empty).
+int PickTunedConfig(const std::vector<double>& times_us, double margin);
+
 enum class AutotunePolicy { kOff, kHeuristic, kAutotune };
 absl::string_view AutotunePolicyName(AutotunePolicy p);
 // "off", "heuristic", "autotune"; InvalidArgument otherwise.

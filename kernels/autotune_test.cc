@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -252,6 +253,25 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CandidateTest,
                                                std::get<1>(info.param), "_D",
                                                std::get<2>(info.param));
                          });
+
+TEST(PickTunedConfigTest, KeepsTheHeuristicUnlessACandidateBeatsItByTheMargin) {
+  // Index 0 is the heuristic's time.
+  EXPECT_EQ(PickTunedConfig({100.0, 99.0, 98.0}, 0.03), 0);  // 2% faster: not enough
+  EXPECT_EQ(PickTunedConfig({100.0, 99.0, 96.0}, 0.03), 2);  // 4% faster: replaces it
+  EXPECT_EQ(PickTunedConfig({100.0, 96.0, 95.0}, 0.03), 2);  // the fastest wins
+  EXPECT_EQ(PickTunedConfig({100.0, 97.0}, 0.03), 0);        // exactly the margin: kept
+  EXPECT_EQ(PickTunedConfig({100.0, 120.0}, 0.0), 0);
+  EXPECT_EQ(PickTunedConfig({100.0, 99.0}, 0.0), 1);  // no margin: plain fastest
+}
+
+TEST(PickTunedConfigTest, CandidatesThatDidNotRunAreSkipped) {
+  const double inf = std::numeric_limits<double>::infinity();
+  EXPECT_EQ(PickTunedConfig({inf, 50.0, 40.0}, 0.03), 2);  // no heuristic time: fastest
+  EXPECT_EQ(PickTunedConfig({100.0, inf, 90.0}, 0.03), 2);
+  EXPECT_EQ(PickTunedConfig({100.0, inf}, 0.03), 0);
+  EXPECT_EQ(PickTunedConfig({inf, inf}, 0.03), -1);
+  EXPECT_EQ(PickTunedConfig({}, 0.03), -1);
+}
 
 TEST(KeyTest, SignatureAndDeviceKeysNameEverythingThatChangesTheChoice) {
   ShapeSignature s = Sig(DType::kBF16, 32, 8, 128);

@@ -358,29 +358,26 @@ absl::StatusOr<double> TimeConfig(const Problem& p, void* workspace, const Kerne
   return 1000.0 * ms / kIters;
 }
 
-// Times every candidate on this call's own inputs (writing its output) and returns the fastest.
-// A candidate that cannot launch (too many resources on this device) is skipped.
+// Times every candidate on this call's own inputs (writing its output) and keeps the fastest if
+// it beats the heuristic's config (the first candidate) by kAutotuneMargin. A candidate that
+// cannot launch (too many resources on this device) is skipped.
 absl::StatusOr<Tuned> Autotune(const Problem& p, void* workspace, const ShapeSignature& sig,
                                const DeviceInfo& dev, int device, cudaStream_t stream) {
   cudaEvent_t start, stop;
   RAGGED_CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
   RAGGED_CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
-  Tuned best;
-  best.time_us = std::numeric_limits<double>::infinity();
-  for (const KernelConfig& c : CandidateKernelConfigs(sig, dev)) {
+  const std::vector<KernelConfig> cands = CandidateKernelConfigs(sig, dev);
+  std::vector<double> times;
+  for (const KernelConfig& c : cands) {
     absl::StatusOr<double> us = TimeConfig(p, workspace, c, sig, dev, device, stream, start, stop);
-    if (!us.ok()) {
-      cudaGetLastError();
-      continue;
-    }
-    if (*us < best.time_us) best = Tuned{c, *us};
+    if (!us.ok()) cudaGetLastError();
+    times.push_back(us.ok() ? *us : std::numeric_limits<double>::infinity());
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  if (best.time_us == std::numeric_limits<double>::infinity()) {
-    return absl::InternalError("autotune: no candidate config could be launched");
-  }
-  return best;
+  const int pick = PickTunedConfig(times, kAutotuneMargin);
+  if (pick < 0) return absl::InternalError("autotune: no candidate config could be launched");
+  return Tuned{cands[pick], times[pick]};
 }
 
 absl::StatusOr<KernelConfig> ChooseConfig(const Problem& p, void* workspace,
