@@ -7,8 +7,15 @@
 // the output are checked against the double-precision reference in the same run.
 //
 //   gpu_bench [--shapes B64_full,L_ragged] [--reps 50] [--json out.json] [--candidates]
+//             [--head-major] [--ceiling-sweep]
 //
 // --candidates also times every candidate kernel config of each shape (tuning aid).
+// --head-major stores K and V as [batch, kv_heads, seq, head_dim] in memory (the kernels see the
+// usual [batch, seq, kv_heads, head_dim] view with permuted strides): a diagnostic of how much the
+// interleaving of the KV heads in memory costs.
+// --ceiling-sweep also times the read-only kernel over the byte counts of short calls (disjoint
+// regions of the ceiling's buffer, rotated so that L2 does not serve them): what a plain streaming
+// read reaches in that time, start and finish included.
 // RAGGED_AUTOTUNE (off | heuristic | autotune) selects the library's config policy as usual.
 #include <cuda_runtime.h>
 
@@ -44,6 +51,7 @@ struct Shape {
   float soft_cap = 0.0f;
   bool sinks = false;
   int64_t window_left = -1;
+  bool on_request = false;  // run only when named in --shapes
 };
 
 std::vector<Shape> AllShapes() {
@@ -65,6 +73,10 @@ std::vector<Shape> AllShapes() {
   v[10].soft_cap = 50.0f;
   v[11].sinks = true;
   v[12].window_left = 1024;
+  // Diagnostic, on request: a call with almost nothing to read shows the fixed cost of a call
+  // (two launches, the schedule, the first loads, the combine).
+  v.push_back({"tiny", 1, 512, 32, 8, 128});
+  v.back().on_request = true;
   return v;
 }
 
@@ -150,6 +162,29 @@ Ceilings MeasureCeilings(cudaStream_t s, int reps) {
   return c;
 }
 
+// The read-only kernel over `mb` MB at a time (regions rotated through a 2 GiB buffer), as a
+// percentage of the full-buffer figure `read_tbps`.
+void CeilingSweep(cudaStream_t s, int reps, double read_tbps) {
+  const int64_t total = int64_t{2} << 30;
+  DeviceBuffer a = OrDie(DeviceBuffer::AllocateBytes(total, 0), "alloc");
+  DeviceBuffer sink = OrDie(DeviceBuffer::AllocateBytes(4096 * 4, 0), "alloc");
+  CUDA_OR_DIE(cudaMemsetAsync(a.data(), 1, total, s));
+  CUDA_OR_DIE(cudaMemsetAsync(sink.data(), 0, 4096 * 4, s));
+  for (int64_t mb : {16, 64, 134, 268, 537, 1074}) {
+    const int64_t bytes = mb << 20;
+    const int64_t regions = total / bytes;
+    auto read = [&](int r) {
+      const char* base = static_cast<const char*>(a.data()) + (r % regions) * bytes;
+      CUDA_OR_DIE(ReadOnly(base, bytes, static_cast<uint32_t*>(sink.data()), s));
+    };
+    for (int i = 0; i < 3; ++i) read(i);
+    const double ms = TimeMs(reps, s, read);
+    const double tbps = bytes / (ms * 1e-3) / 1e12;
+    std::printf("read-only over %5lld MB: %8.4f ms %6.3f TB/s %6.1f%% of the full figure\n",
+                static_cast<long long>(mb), ms, tbps, 100.0 * tbps / read_tbps);
+  }
+}
+
 // One input set on the device.
 struct InputSet {
   DeviceBuffer q, k, v, aux;
@@ -172,7 +207,8 @@ int64_t ValidPositions(const Shape& sh, int32_t s, int32_t e) {
 
 class ShapeRunner {
  public:
-  ShapeRunner(const Shape& sh, const cudaDeviceProp& prop, cudaStream_t s) : sh_(sh), s_(s) {
+  ShapeRunner(const Shape& sh, const cudaDeviceProp& prop, cudaStream_t s, bool head_major)
+      : sh_(sh), s_(s), head_major_(head_major) {
     const DType t = DType::kBF16;
     testing::TestCase c;
     c.batch = sh.batch;
@@ -196,10 +232,11 @@ class ShapeRunner {
     for (int i = 0; i < num_sets_; ++i) {
       InputSet in;
       in.q = OrDie(DeviceBuffer::Allocate(t, {sh.batch, sh.num_q_heads, sh.head_dim}, 0), "q");
-      in.k = OrDie(
-          DeviceBuffer::Allocate(t, {sh.batch, sh.capacity, sh.num_kv_heads, sh.head_dim}, 0), "k");
-      in.v = OrDie(
-          DeviceBuffer::Allocate(t, {sh.batch, sh.capacity, sh.num_kv_heads, sh.head_dim}, 0), "v");
+      const std::vector<int64_t> kv_shape =
+          head_major ? std::vector<int64_t>{sh.batch, sh.num_kv_heads, sh.capacity, sh.head_dim}
+                     : std::vector<int64_t>{sh.batch, sh.capacity, sh.num_kv_heads, sh.head_dim};
+      in.k = OrDie(DeviceBuffer::Allocate(t, kv_shape, 0), "k");
+      in.v = OrDie(DeviceBuffer::Allocate(t, kv_shape, 0), "v");
       CUDA_OR_DIE(FillNormal(in.q.data(), t, in.q.view().num_elements(), 100 * i + 1, 1.0f, s));
       CUDA_OR_DIE(FillNormal(in.k.data(), t, kv_elems, 100 * i + 2, 1.0f, s));
       CUDA_OR_DIE(FillNormal(in.v.data(), t, kv_elems, 100 * i + 3, 1.0f, s));
@@ -227,12 +264,20 @@ class ShapeRunner {
     ws_ = OrDie(DeviceBuffer::AllocateBytes(ws, 0), "ws");
   }
 
+  // K or V of an input set as the kernels see it: [batch, seq, kv_heads, head_dim].
+  TensorView KvView(const DeviceBuffer& buf) const {
+    if (!head_major_) return buf.view();
+    const int64_t S = sh_.capacity, H = sh_.num_kv_heads, D = sh_.head_dim;
+    return TensorView(buf.data(), DType::kBF16, {sh_.batch, S, H, D}, {H * S * D, D, S * D, 1},
+                      buf.view().device());
+  }
+
   RaggedDecodeAttentionArgs Args(int set) const {
     RaggedDecodeAttentionArgs a;
     const InputSet& in = sets_[set];
     a.query = in.q.view();
-    a.key = in.k.view();
-    a.value = in.v.view();
+    a.key = KvView(in.k);
+    a.value = KvView(in.v);
     a.sequence_start = dstart_.view();
     a.sequence_end = dend_.view();
     if (sh_.sinks) a.softmax_aux = in.aux.view();
@@ -278,6 +323,20 @@ class ShapeRunner {
                              cudaMemcpyDeviceToHost));
       CUDA_OR_DIE(cudaMemcpy(v.data(), static_cast<char*>(in.v.data()) + b * v.nbytes(), v.nbytes(),
                              cudaMemcpyDeviceToHost));
+      if (head_major_) {  // [HKV, S, D] in memory -> [S, HKV, D]
+        for (HostBuffer* x : {&k, &v}) {
+          HostBuffer y = HostBuffer::Allocate(DType::kBF16, {1, S, HKV, D});
+          const uint16_t* src = x->data_as<uint16_t>();
+          uint16_t* dst = y.data_as<uint16_t>();
+          for (int64_t hh = 0; hh < HKV; ++hh) {
+            for (int64_t ss = 0; ss < S; ++ss) {
+              std::copy(src + (hh * S + ss) * D, src + (hh * S + ss + 1) * D,
+                        dst + (ss * HKV + hh) * D);
+            }
+          }
+          *x = std::move(y);
+        }
+      }
       HostBuffer st = HostBuffer::Allocate(DType::kI32, {1});
       HostBuffer en = HostBuffer::Allocate(DType::kI32, {1});
       st.data_as<int32_t>()[0] = start_[b];
@@ -321,6 +380,7 @@ class ShapeRunner {
  private:
   Shape sh_;
   cudaStream_t s_;
+  bool head_major_ = false;
   std::vector<int32_t> start_, end_;
   int64_t valid_bytes_ = 0;
   int num_sets_ = 0;
@@ -357,7 +417,7 @@ ShapeSignature SigOf(const Shape& sh) {
 int Main(int argc, char** argv) {
   std::string json_path, only;
   int reps = 50;
-  bool candidates = false;
+  bool candidates = false, head_major = false, sweep = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) {
@@ -368,9 +428,14 @@ int Main(int argc, char** argv) {
       reps = std::max(3, std::atoi(argv[++i]));
     } else if (a == "--candidates") {
       candidates = true;
+    } else if (a == "--head-major") {
+      head_major = true;
+    } else if (a == "--ceiling-sweep") {
+      sweep = true;
     } else {
       std::fprintf(stderr,
-                   "usage: gpu_bench [--shapes a,b] [--reps N] [--json FILE] [--candidates]\n");
+                   "usage: gpu_bench [--shapes a,b] [--reps N] [--json FILE] [--candidates] "
+                   "[--head-major] [--ceiling-sweep]\n");
       return 2;
     }
   }
@@ -385,10 +450,12 @@ int Main(int argc, char** argv) {
   CUDA_OR_DIE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   const Ceilings ceil = MeasureCeilings(s, 20);
   const char* policy = std::getenv("RAGGED_AUTOTUNE");
-  std::printf("device: %s (%d SMs, L2 %d MB)  policy: %s\n", prop.name, prop.multiProcessorCount,
-              prop.l2CacheSize >> 20, policy ? policy : "heuristic (default)");
+  std::printf("device: %s (%d SMs, L2 %d MB)  policy: %s%s\n", prop.name,
+              prop.multiProcessorCount, prop.l2CacheSize >> 20,
+              policy ? policy : "heuristic (default)", head_major ? "  K/V head-major" : "");
   std::printf("ceilings: read-only %.3f TB/s, device-to-device copy %.3f TB/s (read + write)\n",
               ceil.read_tbps, ceil.copy_tbps);
+  if (sweep) CeilingSweep(s, reps, ceil.read_tbps);
   std::printf("%-10s %9s %9s %8s %7s %5s  %s\n", "shape", "time_ms", "valid_GB", "TB/s", "%read",
               "sets", "check");
   const std::vector<std::string> wanted =
@@ -396,10 +463,9 @@ int Main(int argc, char** argv) {
   std::vector<ShapeResult> results;
   bool all_ok = true;
   for (const Shape& sh : AllShapes()) {
-    if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), sh.name) == wanted.end()) {
-      continue;
-    }
-    ShapeRunner run(sh, prop, s);
+    const bool named = std::find(wanted.begin(), wanted.end(), sh.name) != wanted.end();
+    if ((!wanted.empty() && !named) || (sh.on_request && !named)) continue;
+    ShapeRunner run(sh, prop, s, head_major);
     ShapeResult r;
     r.name = sh.name;
     r.sets = run.num_sets();
