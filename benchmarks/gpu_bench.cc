@@ -32,6 +32,7 @@
 #include "absl/strings/str_split.h"
 #include "benchmarks/gpu_bench_kernels.h"
 #include "kernels/autotune.h"
+#include "kernels/cuda/cuda_backend.h"
 #include "kernels/ragged_decode_attention.h"
 #include "kernels/reference.h"
 #include "kernels/test_util.h"
@@ -389,17 +390,6 @@ class ShapeRunner {
   RaggedDecodeAttentionOptions opts_;
 };
 
-DeviceInfo InfoOf(const cudaDeviceProp& p) {
-  DeviceInfo d;
-  d.name = p.name;
-  d.cc_major = p.major;
-  d.cc_minor = p.minor;
-  d.num_sms = p.multiProcessorCount;
-  d.smem_per_sm = static_cast<int>(p.sharedMemPerMultiprocessor);
-  d.smem_per_block_optin = static_cast<int>(p.sharedMemPerBlockOptin);
-  return d;
-}
-
 ShapeSignature SigOf(const Shape& sh) {
   ShapeSignature s;
   s.dtype = DType::kBF16;
@@ -450,9 +440,9 @@ int Main(int argc, char** argv) {
   CUDA_OR_DIE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   const Ceilings ceil = MeasureCeilings(s, 20);
   const char* policy = std::getenv("RAGGED_AUTOTUNE");
-  std::printf("device: %s (%d SMs, L2 %d MB)  policy: %s%s\n", prop.name,
-              prop.multiProcessorCount, prop.l2CacheSize >> 20,
-              policy ? policy : "heuristic (default)", head_major ? "  K/V head-major" : "");
+  std::printf("device: %s (%d SMs, L2 %d MB)  policy: %s%s\n", prop.name, prop.multiProcessorCount,
+              prop.l2CacheSize >> 20, policy ? policy : "heuristic (default)",
+              head_major ? "  K/V head-major" : "");
   std::printf("ceilings: read-only %.3f TB/s, device-to-device copy %.3f TB/s (read + write)\n",
               ceil.read_tbps, ceil.copy_tbps);
   if (sweep) CeilingSweep(s, reps, ceil.read_tbps);
@@ -483,7 +473,7 @@ int Main(int argc, char** argv) {
                            : ("FAILED " + detail).c_str());
     std::fflush(stdout);
     if (candidates) {
-      const DeviceInfo dev = InfoOf(prop);
+      const DeviceInfo dev = OrDie(internal::CudaDeviceInfo(0), "device info");
       for (const KernelConfig& c : CandidateKernelConfigs(SigOf(sh), dev)) {
         RaggedDecodeAttentionOptions o = run.options();
         o.kernel_config = c;

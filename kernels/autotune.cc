@@ -32,7 +32,8 @@ int RoundUp(int x, int m) { return (x + m - 1) / m * m; }
 }  // namespace
 
 std::string DeviceInfo::Key() const {
-  return absl::StrFormat("%s|sm_%d%d|%d", name, cc_major, cc_minor, num_sms);
+  return absl::StrFormat("%s|sm_%d%d|%d%s", name, cc_major, cc_minor, num_sms,
+                         wgmma ? "|wgmma" : "");
 }
 
 ShapeSignature ShapeSignature::FromProblem(const Problem& p) {
@@ -282,6 +283,11 @@ std::vector<KernelConfig> CandidateKernelConfigs(const ShapeSignature& sig, cons
     add(c);
   }
   return out;
+}
+
+bool WgmmaEligible(const KernelConfig& c, const ShapeSignature& sig, const DeviceInfo& dev) {
+  return dev.wgmma && UsesMma(sig.dtype) && sig.head_dim == 128 && c.heads_per_block == 64 &&
+         c.num_warps == 4 && c.block_n == 64;
 }
 
 int PickTunedConfig(const std::vector<double>& times_us, double margin) {

@@ -46,7 +46,9 @@ struct DeviceInfo {
   int num_sms = 0;                 // multiprocessors
   int smem_per_sm = 0;             // shared memory per multiprocessor, bytes
   int smem_per_block_optin = 0;    // largest dynamic shared memory of one CTA, bytes
-  std::string Key() const;         // "NVIDIA H100 80GB HBM3|sm_90|132"
+  bool wgmma = false;              // the backend runs the wgmma decode variant here (an sm_90a
+                                   // build, compute capability 9.0, RAGGED_WGMMA not "0")
+  std::string Key() const;         // "NVIDIA H100 80GB HBM3|sm_90|132" (+ "|wgmma")
 };
 
 // The shape of a call, without the lengths (which change every step).
@@ -87,6 +89,12 @@ absl::StatusOr<KernelConfig> HeuristicKernelConfig(const ShapeSignature& sig,
                                                    const DeviceInfo& dev);
 // The configs the autotuner times: all resolved and valid, the heuristic's first, no duplicates.
 std::vector<KernelConfig> CandidateKernelConfigs(const ShapeSignature& sig, const DeviceInfo& dev);
+
+// True when the config and shape take the warpgroup-MMA (wgmma) decode variant on `dev`
+// (DeviceInfo::wgmma): 16-bit types, head_dim 128, 64 heads per CTA in 4 warps (one warpgroup,
+// one warp per 16 heads) and 64-position tiles, as the heuristic picks for groups of 64 or more
+// (MQA).
+bool WgmmaEligible(const KernelConfig& resolved, const ShapeSignature& sig, const DeviceInfo& dev);
 
 // How much faster than the heuristic's config a candidate must be, as a fraction of the
 // heuristic's time on the tuning call, to replace it. The cache is keyed by shape, not by the

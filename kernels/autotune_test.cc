@@ -29,6 +29,7 @@ DeviceInfo H100() {
   d.num_sms = 132;
   d.smem_per_sm = 233472;
   d.smem_per_block_optin = 232448;
+  d.wgmma = true;
   return d;
 }
 
@@ -40,6 +41,7 @@ DeviceInfo A100() {
   d.num_sms = 108;
   d.smem_per_sm = 167936;
   d.smem_per_block_optin = 166912;
+  d.wgmma = false;
   return d;
 }
 
@@ -254,6 +256,31 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CandidateTest,
                                                std::get<2>(info.param));
                          });
 
+TEST(WgmmaEligibleTest, MqaOnHopperOnly) {
+  const ShapeSignature mqa = Sig(DType::kBF16, 64, 1, 128);
+  absl::StatusOr<KernelConfig> h = HeuristicKernelConfig(mqa, H100());
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_TRUE(WgmmaEligible(*h, mqa, H100())) << h->ToString();
+  EXPECT_FALSE(WgmmaEligible(*h, mqa, A100()));  // no wgmma there
+  DeviceInfo no_wgmma = H100();
+  no_wgmma.wgmma = false;
+  EXPECT_FALSE(WgmmaEligible(*h, mqa, no_wgmma));
+  EXPECT_NE(H100().Key(), no_wgmma.Key());  // tuned configs are kept apart
+  KernelConfig eight_warps = *h;
+  eight_warps.num_warps = 8;
+  EXPECT_FALSE(WgmmaEligible(eight_warps, mqa, H100()));
+  KernelConfig long_tiles = *h;
+  long_tiles.block_n = 128;
+  EXPECT_FALSE(WgmmaEligible(long_tiles, mqa, H100()));
+  // Small groups (16 heads per CTA), other head dims and f32 take the other paths.
+  const ShapeSignature gqa = Sig(DType::kBF16, 32, 8, 128);
+  EXPECT_FALSE(WgmmaEligible(*HeuristicKernelConfig(gqa, H100()), gqa, H100()));
+  const ShapeSignature d64 = Sig(DType::kF16, 64, 1, 64);
+  EXPECT_FALSE(WgmmaEligible(*HeuristicKernelConfig(d64, H100()), d64, H100()));
+  const ShapeSignature f32 = Sig(DType::kF32, 64, 1, 128);
+  EXPECT_FALSE(WgmmaEligible(*HeuristicKernelConfig(f32, H100()), f32, H100()));
+}
+
 TEST(PickTunedConfigTest, KeepsTheHeuristicUnlessACandidateBeatsItByTheMargin) {
   // Index 0 is the heuristic's time.
   EXPECT_EQ(PickTunedConfig({100.0, 99.0, 98.0}, 0.03), 0);  // 2% faster: not enough
@@ -277,7 +304,8 @@ TEST(KeyTest, SignatureAndDeviceKeysNameEverythingThatChangesTheChoice) {
   ShapeSignature s = Sig(DType::kBF16, 32, 8, 128);
   s.soft_cap = true;
   EXPECT_EQ(s.Key(), "bf16|B32|S8192|HQ32|HKV8|D128|w0|c1|s0");
-  EXPECT_EQ(H100().Key(), "NVIDIA H100 80GB HBM3|sm_90|132");
+  EXPECT_EQ(H100().Key(), "NVIDIA H100 80GB HBM3|sm_90|132|wgmma");
+  EXPECT_EQ(A100().Key(), "NVIDIA A100-SXM4-80GB|sm_80|108");
   EXPECT_EQ(CacheKey(s, H100()), s.Key() + "@" + H100().Key());
   EXPECT_NE(CacheKey(s, H100()), CacheKey(s, A100()));
 }

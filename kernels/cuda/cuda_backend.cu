@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <map>
+#include <string>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -61,6 +63,15 @@ absl::Status CheckDevicePresent(int device) {
   return absl::OkStatus();
 }
 
+// RAGGED_WGMMA=0 turns the wgmma variant off (read once).
+bool WgmmaAllowedByEnv() {
+  static const bool allowed = [] {
+    const char* v = std::getenv("RAGGED_WGMMA");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return allowed;
+}
+
 absl::StatusOr<DeviceInfo> GetDeviceInfo(int device) {
   static absl::Mutex mu;
   static auto* cache = new std::map<int, DeviceInfo>();
@@ -76,6 +87,7 @@ absl::StatusOr<DeviceInfo> GetDeviceInfo(int device) {
   d.num_sms = prop.multiProcessorCount;
   d.smem_per_sm = static_cast<int>(prop.sharedMemPerMultiprocessor);
   d.smem_per_block_optin = static_cast<int>(prop.sharedMemPerBlockOptin);
+  d.wgmma = WgmmaCompiled() && d.cc_major == 9 && d.cc_minor == 0 && WgmmaAllowedByEnv();
   (*cache)[device] = d;
   return d;
 }
@@ -104,15 +116,15 @@ class DeviceGuard {
   bool restore_ = false;
 };
 
-const void* DecodeKernelFor(DType t, int64_t head_dim, bool wide_scratch) {
+const void* DecodeKernelFor(DType t, int64_t head_dim, bool wide_scratch, bool wgmma) {
   const int d = static_cast<int>(head_dim);
   switch (t) {
     case DType::kF16:
-      return DecodeKernelF16(d, wide_scratch);
+      return DecodeKernelF16(d, wide_scratch, wgmma);
     case DType::kBF16:
-      return DecodeKernelBF16(d, wide_scratch);
+      return DecodeKernelBF16(d, wide_scratch, wgmma);
     case DType::kF32:
-      return DecodeKernelF32(d, wide_scratch);
+      return DecodeKernelF32(d, wide_scratch, wgmma);
     default:
       return nullptr;
   }
@@ -226,10 +238,11 @@ absl::Status Launch(const Problem& p, void* workspace, const KernelConfig& cfg,
                     cudaStream_t stream) {
   const bool mma = UsesMma(p.dtype);
   const int nsplit = mma ? cfg.num_warps / (cfg.heads_per_block / 16) : 1;
+  const bool wgmma = WgmmaEligible(cfg, sig, dev);  // dev.wgmma: see GetDeviceInfo
   const SmemLayout layout =
       ComputeSmemLayout(static_cast<int>(DTypeSize(p.dtype)), static_cast<int>(p.head_dim),
                         cfg.heads_per_block, cfg.block_n, cfg.stages, nsplit, mma);
-  const void* kernel = DecodeKernelFor(p.dtype, p.head_dim, layout.scratch_swizzle != 0);
+  const void* kernel = DecodeKernelFor(p.dtype, p.head_dim, layout.scratch_swizzle != 0, wgmma);
   if (kernel == nullptr) {
     return Invalid(absl::StrCat("no CUDA kernel for dtype ", DTypeName(p.dtype), " and head_dim ",
                                 p.head_dim));
@@ -368,10 +381,21 @@ absl::StatusOr<Tuned> Autotune(const Problem& p, void* workspace, const ShapeSig
   RAGGED_CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
   const std::vector<KernelConfig> cands = CandidateKernelConfigs(sig, dev);
   std::vector<double> times;
-  for (const KernelConfig& c : cands) {
-    absl::StatusOr<double> us = TimeConfig(p, workspace, c, sig, dev, device, stream, start, stop);
+  auto time = [&](size_t i) {
+    absl::StatusOr<double> us =
+        TimeConfig(p, workspace, cands[i], sig, dev, device, stream, start, stop);
     if (!us.ok()) cudaGetLastError();
-    times.push_back(us.ok() ? *us : std::numeric_limits<double>::infinity());
+    return us.ok() ? *us : std::numeric_limits<double>::infinity();
+  };
+  for (size_t i = 0; i < cands.size(); ++i) times.push_back(time(i));
+  // The heuristic's config is timed first, when the GPU may still be ramping up from the
+  // previous work (an H100 run kept a config that measured 3% faster than the heuristic's on its
+  // first call and runs 8% slower on ragged rows): the leader and the heuristic's config are timed
+  // once more, and each keeps its better time.
+  const int leader = PickTunedConfig(times, 0.0);
+  if (leader > 0) {
+    times[0] = std::min(times[0], time(0));
+    times[leader] = std::min(times[leader], time(leader));
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
@@ -409,6 +433,19 @@ absl::StatusOr<KernelConfig> ChooseConfig(const Problem& p, void* workspace,
 }
 
 }  // namespace
+
+absl::StatusOr<DeviceInfo> CudaDeviceInfo(int device) {
+  RAGGED_RETURN_IF_ERROR(CheckDevicePresent(device));
+  return GetDeviceInfo(device);
+}
+
+bool WgmmaCompiled() {
+#if defined(RAGGED_CUDA_WGMMA)
+  return true;
+#else
+  return false;
+#endif
+}
 
 absl::Status RunCuda(const Problem& p, const RaggedDecodeAttentionArgs& args,
                      const RaggedDecodeAttentionOptions& options, Stream stream) {

@@ -17,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/autotune.h"
 #include "kernels/problem.h"
 #include "kernels/ragged_decode_attention.h"
 #include "runtime/stream.h"
@@ -35,6 +36,10 @@ absl::Status RunCuda(const Problem& problem, const RaggedDecodeAttentionArgs& ar
 // the lengths or the config), so one workspace serves every config and every replay.
 absl::StatusOr<int64_t> CudaWorkspaceSize(const Problem& problem,
                                           const RaggedDecodeAttentionOptions& options);
+
+// What the config rules see of CUDA device `device` (cached per process), as the backend uses it:
+// for the heuristic, the candidates and the cache keys of benchmarks and tests.
+absl::StatusOr<DeviceInfo> CudaDeviceInfo(int device);
 
 }  // namespace ragged::internal
 

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -15,7 +16,9 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/autotune.h"
+#include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_test_util.h"
+#include "kernels/cuda/decode_launch.h"
 #include "kernels/ragged_decode_attention.h"
 #include "kernels/test_util.h"
 
@@ -168,18 +171,20 @@ std::string FeatureName(Feature f) {
   return "Unknown";
 }
 
-using FeatureParam = std::tuple<DType, Feature, bool>;
+// dtype, feature, many_splits, group size (8; or 64, which runs the wgmma variant for 16-bit
+// types on an H100 with an sm_90a build: head_dim 128, 64 heads per CTA).
+using FeatureParam = std::tuple<DType, Feature, bool, int>;
 
 class CudaDecodeFeatureTest : public ::testing::TestWithParam<FeatureParam> {};
 
 TEST_P(CudaDecodeFeatureTest, MatchesReference) {
   RAGGED_SKIP_WITHOUT_GPU();
-  const auto [dtype, feature, many_splits] = GetParam();
+  const auto [dtype, feature, many_splits, group] = GetParam();
   TestCase c;
   c.dtype = dtype;
   c.batch = 6;
   c.capacity = 400;
-  c.num_q_heads = 16;
+  c.num_q_heads = 2 * group;
   c.num_kv_heads = 2;
   c.head_dim = 128;
   c.seed = 77 + static_cast<int>(feature);
@@ -265,11 +270,11 @@ INSTANTIATE_TEST_SUITE_P(
                                          Feature::kQuery4D, Feature::kNoLse, Feature::kScale,
                                          Feature::kLongRows, Feature::kAllRowsEmpty,
                                          Feature::kAllFeatures),
-                       ::testing::Bool()),
+                       ::testing::Bool(), ::testing::Values(8, 64)),
     [](const ::testing::TestParamInfo<FeatureParam>& info) {
-      return absl::StrCat(DTypeTag(std::get<0>(info.param)), "_",
-                          FeatureName(std::get<1>(info.param)),
-                          std::get<2>(info.param) ? "_ManySplits" : "_Default");
+      return absl::StrCat(
+          DTypeTag(std::get<0>(info.param)), "_", FeatureName(std::get<1>(info.param)),
+          std::get<2>(info.param) ? "_ManySplits" : "_Default", "_G", std::get<3>(info.param));
     });
 
 // ---------------------------------------------------------------------------------------------
@@ -729,6 +734,90 @@ TEST_F(CudaDecodeErrorTest, BadAutotunePolicy) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The wgmma variant: on a compute capability 9.0 device with an sm_90a build, the heuristic's
+// config for an MQA-sized group takes it (so the G64 feature tests and the D128 G64/G128 shape
+// tests above run it); the same problem with RAGGED_WGMMA=0 (mma.sync) gives nearly the same
+// output.
+
+DeviceInfo ThisDevice() {
+  absl::StatusOr<DeviceInfo> d = internal::CudaDeviceInfo(0);
+  EXPECT_TRUE(d.ok()) << d.status();
+  return d.ok() ? *d : DeviceInfo{};
+}
+
+TEST(CudaWgmmaTest, MqaHeuristicConfigTakesTheWgmmaVariantOnHopper) {
+  RAGGED_SKIP_WITHOUT_GPU();
+  const DeviceInfo dev = ThisDevice();
+  if (dev.cc_major != 9 || dev.cc_minor != 0) GTEST_SKIP() << "needs compute capability 9.0";
+  ASSERT_TRUE(internal::WgmmaCompiled())
+      << "this build has no sm_90a code (CMAKE_CUDA_ARCHITECTURES)";
+  if (!dev.wgmma) GTEST_SKIP() << "RAGGED_WGMMA=0";
+  ShapeSignature sig;
+  sig.dtype = DType::kBF16;
+  sig.batch = 64;
+  sig.capacity = 8192;
+  sig.num_q_heads = 64;
+  sig.num_kv_heads = 1;
+  sig.head_dim = 128;
+  absl::StatusOr<KernelConfig> h = HeuristicKernelConfig(sig, dev);
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_TRUE(WgmmaEligible(*h, sig, dev)) << h->ToString();
+}
+
+// Output of `hp` under `o` on the GPU, as floats.
+std::vector<float> GpuOutput(const HostProblem& hp, const RaggedDecodeAttentionOptions& o) {
+  absl::StatusOr<DeviceProblem> d = Upload(hp, o, nullptr);
+  EXPECT_TRUE(d.ok()) << d.status();
+  if (!d.ok()) return {};
+  const absl::Status s = RaggedDecodeAttention(d->args, o, nullptr);
+  EXPECT_TRUE(s.ok()) << s;
+  absl::StatusOr<HostResult> r = Download(*d, nullptr);
+  EXPECT_TRUE(r.ok()) << r.status();
+  if (!s.ok() || !r.ok()) return {};
+  std::vector<float> v(r->out.view().num_elements());
+  for (size_t i = 0; i < v.size(); ++i) {
+    v[i] = LoadAsFloat(r->out.data(), r->out.dtype(), static_cast<int64_t>(i));
+  }
+  return v;
+}
+
+TEST(CudaWgmmaTest, WgmmaAndMmaSyncAgree) {
+  RAGGED_SKIP_WITHOUT_GPU();
+  for (DType t : {DType::kBF16, DType::kF16}) {
+    TestCase c;
+    c.dtype = t;
+    c.batch = 4;
+    c.capacity = 700;
+    c.num_q_heads = 64;
+    c.num_kv_heads = 1;
+    c.head_dim = 128;
+    c.seed = 91;
+    EdgeAndRaggedLengths(c, c.seed);
+    HostProblem hp = MakeHostProblem(c);
+    RaggedDecodeAttentionOptions o = hp.options(Platform::kCuda);
+    o.kernel_config = ManySplits();
+    // Each path against the reference, then against each other (same inputs, both in f32
+    // accumulation: they differ by rounding only). RAGGED_WGMMA is read once per process, so
+    // the mma.sync run comes from the config: 8 warps (nsplit 2) is not wgmma-eligible.
+    EXPECT_TRUE(RunOnGpuAndCompare(hp, o)) << DTypeName(t);
+    const std::vector<float> wg = GpuOutput(hp, o);
+    RaggedDecodeAttentionOptions o2 = o;
+    o2.kernel_config->heads_per_block = 64;
+    o2.kernel_config->num_warps = 8;
+    o2.kernel_config->block_n = 64;
+    EXPECT_TRUE(RunOnGpuAndCompare(hp, o2)) << DTypeName(t);
+    const std::vector<float> ms = GpuOutput(hp, o2);
+    ASSERT_EQ(wg.size(), ms.size());
+    ASSERT_FALSE(wg.empty());
+    double worst = 0;
+    for (size_t i = 0; i < wg.size(); ++i) {
+      worst = std::max(worst, std::abs(static_cast<double>(wg[i]) - ms[i]));
+    }
+    EXPECT_LT(worst, 2e-2) << DTypeName(t);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The autotune policy on a GPU: a tuned config is cached and used, and the result is right.
 
 TEST(CudaAutotuneTest, AutotunePolicyTimesCachesAndComputes) {
@@ -749,15 +838,7 @@ TEST(CudaAutotuneTest, AutotunePolicyTimesCachesAndComputes) {
   const bool ok = RunOnGpuAndCompare(hp, o);
   unsetenv("RAGGED_AUTOTUNE");
   EXPECT_TRUE(ok);
-  cudaDeviceProp prop;
-  ASSERT_EQ(cudaGetDeviceProperties(&prop, 0), cudaSuccess);
-  DeviceInfo dev;
-  dev.name = prop.name;
-  dev.cc_major = prop.major;
-  dev.cc_minor = prop.minor;
-  dev.num_sms = prop.multiProcessorCount;
-  dev.smem_per_sm = static_cast<int>(prop.sharedMemPerMultiprocessor);
-  dev.smem_per_block_optin = static_cast<int>(prop.sharedMemPerBlockOptin);
+  const DeviceInfo dev = ThisDevice();
   ShapeSignature sig;
   sig.dtype = c.dtype;
   sig.batch = c.batch;

@@ -3,25 +3,41 @@
 #include "kernels/cuda/decode_launch.h"
 
 namespace ragged::internal {
+namespace {
 
-const void* DecodeKernelBF16(int head_dim, bool wide_scratch) {
+template <int kD>
+const void* Pick(bool wide_scratch) {
   using T = __nv_bfloat16;
+  return wide_scratch
+             ? reinterpret_cast<const void*>(&cuda::DecodeKernel<T, kD, true, true, false>)
+             : reinterpret_cast<const void*>(&cuda::DecodeKernel<T, kD, true, false, false>);
+}
+
+}  // namespace
+
+const void* DecodeKernelBF16(int head_dim, bool wide_scratch, bool wgmma) {
+  using T = __nv_bfloat16;
+  if (wgmma) {
+    // Only head_dim 128 with the wide scratch (64 heads x 64 positions) has a wgmma variant.
+    return head_dim == 128 && wide_scratch
+               ? reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 128, true, true, true>)
+               : nullptr;
+  }
   switch (head_dim) {
     case 64:
-      return wide_scratch ? reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 64, true, true>)
-                          : reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 64, true, false>);
+      return Pick<64>(wide_scratch);
     case 80:
-      return wide_scratch ? nullptr
-                          : reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 80, true, false>);
+      return wide_scratch
+                 ? nullptr
+                 : reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 80, true, false, false>);
     case 96:
-      return wide_scratch ? nullptr
-                          : reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 96, true, false>);
+      return wide_scratch
+                 ? nullptr
+                 : reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 96, true, false, false>);
     case 128:
-      return wide_scratch ? reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 128, true, true>)
-                          : reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 128, true, false>);
+      return Pick<128>(wide_scratch);
     case 256:
-      return wide_scratch ? reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 256, true, true>)
-                          : reinterpret_cast<const void*>(&cuda::DecodeKernel<T, 256, true, false>);
+      return Pick<256>(wide_scratch);
     default:
       return nullptr;
   }

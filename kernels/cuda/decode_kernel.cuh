@@ -119,6 +119,114 @@ struct MmaOp<__half> {
   }
 };
 
+// ---------------------------------------------------------------------------------------------
+// Warpgroup MMA (sm_90a). The instructions exist only in the sm_90a pass of the compiler
+// (__CUDA_ARCH_FEAT_SM90_ALL); other passes compile a kernel variant that traps, which the host
+// never launches (WgmmaCompiled() and compute capability 9.0, see cuda_backend.cu).
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define RAGGED_SM90A 1
+#else
+#define RAGGED_SM90A 0
+#endif
+
+// A shared-memory matrix descriptor with the 128-byte swizzle: start address, leading and stride
+// byte offsets (each >> 4), swizzle mode 1 in bits 62-63. Layouts and offsets were checked on an
+// H100 by kernels/cuda/experiments/wgmma_probe.cu.
+__device__ __forceinline__ uint64_t WgmmaDesc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  return static_cast<uint64_t>((addr >> 4) & 0x3FFFu) |
+         (static_cast<uint64_t>((lbo >> 4) & 0x3FFFu) << 16) |
+         (static_cast<uint64_t>((sbo >> 4) & 0x3FFFu) << 32) | (uint64_t{1} << 62);
+}
+__device__ __forceinline__ void WgmmaFence() {
+#if RAGGED_SM90A
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void WgmmaCommit() {
+#if RAGGED_SM90A
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void WgmmaWait0() {
+#if RAGGED_SM90A
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#endif
+}
+// Keeps the compiler from moving accesses of accumulator registers across the asynchronous
+// wgmma (its asm statements name the registers, but the fence and the wait do not).
+template <int N>
+__device__ __forceinline__ void PinRegs(float* x) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(x[i])::"memory");
+}
+
+template <typename T>
+struct WgmmaOp;
+
+#define RAGGED_WGMMA_N64(TY, NAME)                                                                    \
+  template <>                                                                                         \
+  struct WgmmaOp<TY> {                                                                                \
+    /* S[64x64] (+)= A[64x16] (registers, mma.m16n8k16 A fragments per warp) * B[16x64], B */         \
+    /* K-major from a descriptor. scale_d == 0: S = A * B. */                                         \
+    __device__ __forceinline__ static void N64(float* d, const uint32_t (&a)[4], uint64_t desc,       \
+                                               int scale_d){WGMMA_N64_BODY(NAME)}                     \
+    /* O[64x128] += A[64x16] (registers) * B[16x128], B N-major (transposed) from a */ /* descriptor. \
+                                                                                        */            \
+    __device__ __forceinline__                                                                        \
+        static void N128T(float* d, const uint32_t (&a)[4], uint64_t desc) {                          \
+      WGMMA_N128T_BODY(NAME)                                                                          \
+    }                                                                                                 \
+  };
+
+#if RAGGED_SM90A
+#define WGMMA_N64_BODY(NAME)                                                                       \
+  asm volatile(                                                                                    \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                                 \
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32." NAME "." NAME                                  \
+      " "                                                                                          \
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "     \
+      "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "                         \
+      "{%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"                                                \
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),        \
+        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),    \
+        "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), \
+        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), \
+        "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])                                         \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(scale_d)                        \
+      : "memory");
+#define WGMMA_N128T_BODY(NAME)                                                                     \
+  asm volatile(                                                                                    \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                                 \
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32." NAME "." NAME                                 \
+      " "                                                                                          \
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "     \
+      "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, "      \
+      "%36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, "      \
+      "%53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "                                   \
+      "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"                                                \
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),        \
+        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),    \
+        "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), \
+        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), \
+        "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), \
+        "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), \
+        "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), \
+        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), \
+        "+f"(d[63])                                                                                \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1)                              \
+      : "memory");
+#else
+#define WGMMA_N64_BODY(NAME) __trap();
+#define WGMMA_N128T_BODY(NAME) __trap();
+#endif
+
+RAGGED_WGMMA_N64(__nv_bfloat16, "bf16")
+RAGGED_WGMMA_N64(__half, "f16")
+#undef WGMMA_N64_BODY
+#undef WGMMA_N128T_BODY
+#undef RAGGED_WGMMA_N64
+
 __device__ __forceinline__ float LoadElem(const void* base, int64_t i, int32_t code) {
   switch (code) {
     case kElemF16:
@@ -365,8 +473,11 @@ struct ChunkOffsets {
   __device__ __forceinline__ uint32_t At(int kk) const { return 128u * (kk >> 2) + o[kk & 3]; }
 };
 
-// Issues the cp.async loads of the cursor's K/V tile (and of Q at a segment start).
-template <typename T, int kD>
+// Issues the cp.async loads of the cursor's K/V tile (and of Q at a segment start). kWg: K and V
+// rows in the layout of the warpgroup MMA (wgmma) path: the two 128-byte halves of a 256-byte row
+// are stored as separate [block_n][128 bytes] planes (chunk c of row r at c ^ (r & 7) within its
+// plane), the K-major and N-major 128-byte-swizzle layouts that wgmma descriptors address.
+template <typename T, int kD, bool kWg>
 __device__ __forceinline__ void IssueTile(const DecodeParams& p, const SmemLayout& L,
                                           unsigned char* smem, const Cursor& c, int buf,
                                           bool load_q, int slice) {
@@ -392,11 +503,13 @@ __device__ __forceinline__ void IssueTile(const DecodeParams& p, const SmemLayou
     const T* ks = kbase + r0 * p.k_stride_s + ch * kElemsPerChunk;
     const T* vs = vbase + r0 * p.v_stride_s + ch * kElemsPerChunk;
     const int64_t kstep = rpp * p.k_stride_s, vstep = rpp * p.v_stride_s;
-    uint32_t so = r0 * L.row_bytes;
-    const uint32_t sstep = rpp * L.row_bytes;
+    const uint32_t row_step = kWg ? 128u : static_cast<uint32_t>(L.row_bytes);
+    uint32_t so = r0 * row_step + (kWg ? (ch >> 3) * block_n * 128u : 0u);
+    const uint32_t sstep = rpp * row_step;
+    const int chl = kWg ? (ch & 7) : ch;
     for (int r = r0; r < block_n; r += rpp) {
       const bool ok = r < valid;
-      const uint32_t at = so + ((kSwz ? ch ^ (r & 7) : ch) << 4);
+      const uint32_t at = so + ((kSwz ? chl ^ (r & 7) : chl) << 4);
       CpAsync16(kdst + at, ok ? ks : kbase, ok);
       CpAsync16(vdst + at, ok ? vs : vbase, ok);
       ks += kstep;
@@ -440,7 +553,7 @@ __device__ __forceinline__ int ScratchAt(int row, int col) {
   return kWide ? row * kD + (col ^ ((row & 7) << 3)) : row * (kD + 8) + col;
 }
 
-template <typename T, int kD, bool kWide>
+template <typename T, int kD, bool kWide, bool kWg>
 struct MmaPath {
   static constexpr int kNTiles = kD / 8;  // n8 tiles of O
   // Q's A fragments stay in registers for a segment when they fit (head_dim <= 128); larger
@@ -486,6 +599,10 @@ struct MmaPath {
         Ldmatrix4(qrow + qo.At(kk), qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
       }
     }
+    if constexpr (kWg) {
+      WgTile(p, kbuf, vbuf, valid);
+      return;
+    }
     const int end = (ni + 1) * per_warp < valid ? (ni + 1) * per_warp : valid;
     int c0 = ni * per_warp;
     // 32 positions per softmax step where the warp's slice allows it, else 16.
@@ -497,6 +614,90 @@ struct MmaPath {
       Chunk<1>(p, qrow, kbuf + (c0 + (lane & 7) + (lane >> 4) * 8) * rb,
                vbuf + (c0 + (lane & 7) + ((lane >> 3) & 1) * 8) * rb, valid - c0, rb, qo, ko);
     }
+  }
+
+  // The warpgroup-MMA tile (kWg: 4 warps x 16 heads = 64 heads, 64 positions, head_dim 128, one
+  // warp per row block): S = Q K^T on wgmma m64n64k16 (Q fragments from registers, K through a
+  // K-major descriptor), the online softmax on S's registers as in Chunk (the accumulator layout
+  // of a warp is that of mma.m16n8k16), then O += P V on wgmma m64n128k16 (P from registers, V
+  // through an N-major descriptor). K and V are in IssueTile's kWg layout; the tensor cores read
+  // each tile from shared memory once per CTA instead of once per warp.
+  __device__ __forceinline__ void WgTile(const DecodeParams& p, uint32_t kbuf, uint32_t vbuf,
+                                         int valid) {
+    static_assert(!kWg || (kD == 128 && kQInRegs), "the wgmma path is for head_dim 128");
+    const int lane = threadIdx.x & 31;
+    constexpr int kN = 64;                 // positions per tile (block_n)
+    constexpr uint32_t kPlane = kN * 128;  // bytes of one 128-byte-column plane of K or V
+    float s[kN / 8][4];
+    float* sf = &s[0][0];
+    WgmmaFence();  // Q fragments and O were written by ordinary instructions
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk) {
+      const uint64_t desc = WgmmaDesc(kbuf + (kk >> 2) * kPlane + (kk & 3) * 32, 16, 1024);
+      WgmmaOp<T>::N64(sf, qf[kk], desc, kk > 0 ? 1 : 0);
+    }
+    WgmmaCommit();
+    WgmmaWait0();
+    PinRegs<kN / 2>(sf);
+    const int tig = lane & 3;
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < kN / 8; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = nt * 8 + tig * 2 + (e & 1);
+        const float x = col < valid ? Logit(p, s[nt][e]) : -INFINITY;
+        s[nt][e] = x;
+        mx[e >> 1] = fmaxf(mx[e >> 1], x);
+      }
+    }
+    float alpha[2], mu[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float m_new = fmaxf(m[r], mx[r]);
+      mu[r] = m_new == -INFINITY ? 0.0f : m_new;
+      alpha[r] = exp2f(m[r] - mu[r]);
+      m[r] = m_new;
+      l[r] *= alpha[r];
+    }
+#pragma unroll
+    for (int nt = 0; nt < kN / 8; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float pr = exp2f(s[nt][e] - mu[e >> 1]);
+        s[nt][e] = pr;
+        l[e >> 1] += pr;
+      }
+    }
+    if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
+#pragma unroll
+      for (int i = 0; i < kNTiles; ++i) {
+        o[i][0] *= alpha[0];
+        o[i][1] *= alpha[0];
+        o[i][2] *= alpha[1];
+        o[i][3] *= alpha[1];
+      }
+    }
+    uint32_t pa[kN / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kN / 16; ++kk) {
+      pa[kk][0] = MmaOp<T>::Pack(s[2 * kk][0], s[2 * kk][1]);
+      pa[kk][1] = MmaOp<T>::Pack(s[2 * kk][2], s[2 * kk][3]);
+      pa[kk][2] = MmaOp<T>::Pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[kk][3] = MmaOp<T>::Pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+    }
+    float* of = &o[0][0];
+    PinRegs<kNTiles * 4>(of);
+    WgmmaFence();  // P and the rescaled O come from ordinary instructions
+#pragma unroll
+    for (int kk = 0; kk < kN / 16; ++kk) {
+      WgmmaOp<T>::N128T(of, pa[kk], WgmmaDesc(vbuf + kk * 16 * 128, kPlane, 1024));
+    }
+    WgmmaCommit();
+    WgmmaWait0();
+    PinRegs<kNTiles * 4>(of);
   }
 
   // Online-softmax update with 16 * kG positions whose K/V ldmatrix row addresses (this lane's
@@ -824,7 +1025,7 @@ __device__ __forceinline__ void Epilogue(const DecodeParams& p, const SmemLayout
 // ---------------------------------------------------------------------------------------------
 // The decode kernel.
 
-template <typename T, int kD, bool kMma, bool kWide>
+template <typename T, int kD, bool kMma, bool kWide, bool kWg>
 __global__ void __launch_bounds__(kMaxDecodeThreads)
     DecodeKernel(const __grid_constant__ DecodeParams p) {
   extern __shared__ __align__(128) unsigned char smem[];
@@ -837,6 +1038,14 @@ __global__ void __launch_bounds__(kMaxDecodeThreads)
   const SmemLayout L = ComputeSmemLayout(static_cast<int>(sizeof(T)), kD, p.heads_per_block,
                                          p.block_n, p.stages, nsplit, kMma);
   if (L.scratch_swizzle != (kWide ? 1 : 0)) __trap();  // the host launched the wrong variant
+  if constexpr (kWg) {
+    // The wgmma variant: one warpgroup, 64 heads, 64-position tiles, 128-byte swizzle atoms
+    // aligned to 1024 bytes (the swizzle is a function of the address).
+    if (blockDim.x != 128 || p.heads_per_block != 64 || p.block_n != 64 ||
+        (SmemAddr(smem) & 1023u) != 0 || (L.kv_stage_bytes & 1023) != 0) {
+      __trap();
+    }
+  }
   const int cta = static_cast<int>(blockIdx.x) / p.head_slices;
   const int slice = static_cast<int>(blockIdx.x) % p.head_slices;
   int32_t* rows = reinterpret_cast<int32_t*>(smem + L.rows_off);
@@ -855,7 +1064,7 @@ __global__ void __launch_bounds__(kMaxDecodeThreads)
   int prod_buf = 0, cons_buf = 0;
   auto issue_next = [&]() {
     if (issued < n) {
-      IssueTile<T, kD>(p, L, smem, prod, prod_buf, prod.tile == 0 || issued == 0, slice);
+      IssueTile<T, kD, kWg>(p, L, smem, prod, prod_buf, prod.tile == 0 || issued == 0, slice);
       prod_buf = prod_buf + 1 == stages ? 0 : prod_buf + 1;
       ++issued;
       if (issued < n) Advance(p, prod, b0, rows);
@@ -864,12 +1073,16 @@ __global__ void __launch_bounds__(kMaxDecodeThreads)
   };
   for (int s = 0; s < stages - 1; ++s) issue_next();
 
-  typename std::conditional<kMma, MmaPath<T, kD, kWide>, SimtPath<kD>>::type path;
+  typename std::conditional<kMma, MmaPath<T, kD, kWide, kWg>, SimtPath<kD>>::type path;
   path.Init(p, nsplit);
   bool seg_whole_start = false;
   int qslot = 0;  // Q buffer of the consumer's segment
   for (int64_t i = 0; i < n; ++i) {
     CpAsyncWaitDyn(stages - 2);
+    if constexpr (kWg) {
+      // This thread's copies become visible to the tensor cores' (async proxy) reads.
+      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    }
     __syncthreads();
     issue_next();
     const bool seg_first = cons.tile == 0 || i == 0;

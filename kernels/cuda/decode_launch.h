@@ -10,12 +10,16 @@
 namespace ragged::internal {
 
 // The tensor-core decode kernels (f16, bf16 inputs) and the SIMT one (f32), by head dim
-// (64, 80, 96, 128, 256) and by scratch layout (`wide_scratch`: SmemLayout::scratch_swizzle of the
-// launch's config; only head dims with swizzled rows have it). Each takes one `const
-// DecodeParams` by value.
-const void* DecodeKernelF16(int head_dim, bool wide_scratch);
-const void* DecodeKernelBF16(int head_dim, bool wide_scratch);
-const void* DecodeKernelF32(int head_dim, bool wide_scratch);
+// (64, 80, 96, 128, 256), by scratch layout (`wide_scratch`: SmemLayout::scratch_swizzle of the
+// launch's config; only head dims with swizzled rows have it) and by compute path (`wgmma`: the
+// warpgroup-MMA variant, 16-bit types, head_dim 128, wide scratch only; its code exists only in
+// an sm_90a build, see WgmmaCompiled). Each takes one `const DecodeParams` by value.
+const void* DecodeKernelF16(int head_dim, bool wide_scratch, bool wgmma);
+const void* DecodeKernelBF16(int head_dim, bool wide_scratch, bool wgmma);
+const void* DecodeKernelF32(int head_dim, bool wide_scratch, bool wgmma);
+// True when the library was built with sm_90a code (CMAKE_CUDA_ARCHITECTURES lists 90a), so that
+// the wgmma variants run on compute capability 9.0 devices.
+bool WgmmaCompiled();
 // The combine of the decode kernel's partials (one CTA of 128 threads per (row, KV head)).
 const void* CombineKernelHandle();
 // The generic merge of MergePartials (one CTA of 128 threads per (row, head)); takes MergeParams.
