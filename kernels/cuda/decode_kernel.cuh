@@ -1079,10 +1079,12 @@ __global__ void __launch_bounds__(kMaxDecodeThreads)
   int qslot = 0;  // Q buffer of the consumer's segment
   for (int64_t i = 0; i < n; ++i) {
     CpAsyncWaitDyn(stages - 2);
+#if RAGGED_SM90A
     if constexpr (kWg) {
       // This thread's copies become visible to the tensor cores' (async proxy) reads.
       asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     }
+#endif
     __syncthreads();
     issue_next();
     const bool seg_first = cons.tile == 0 || i == 0;
