@@ -163,19 +163,19 @@ __device__ __forceinline__ void PinRegs(float* x) {
 template <typename T>
 struct WgmmaOp;
 
-#define RAGGED_WGMMA_N64(TY, NAME)                                                                    \
-  template <>                                                                                         \
-  struct WgmmaOp<TY> {                                                                                \
-    /* S[64x64] (+)= A[64x16] (registers, mma.m16n8k16 A fragments per warp) * B[16x64], B */         \
-    /* K-major from a descriptor. scale_d == 0: S = A * B. */                                         \
-    __device__ __forceinline__ static void N64(float* d, const uint32_t (&a)[4], uint64_t desc,       \
-                                               int scale_d){WGMMA_N64_BODY(NAME)}                     \
-    /* O[64x128] += A[64x16] (registers) * B[16x128], B N-major (transposed) from a */ /* descriptor. \
-                                                                                        */            \
-    __device__ __forceinline__                                                                        \
-        static void N128T(float* d, const uint32_t (&a)[4], uint64_t desc) {                          \
-      WGMMA_N128T_BODY(NAME)                                                                          \
-    }                                                                                                 \
+#define RAGGED_WGMMA_N64(TY, NAME)                                                                               \
+  template <>                                                                                                    \
+  struct WgmmaOp<TY> {                                                                                           \
+    /* S[64x64] (+)= A[64x16] (registers, mma.m16n8k16 A fragments per warp) * B[16x64], B */                    \
+    /* K-major from a descriptor. scale_d == 0: S = A * B. */                                                    \
+    __device__ __forceinline__ static void N64(float* d, const uint32_t (&a)[4], uint64_t desc,                  \
+                                               int scale_d){WGMMA_N64_BODY(                                      \
+        NAME)} /* O[64x128] += A[64x16] (registers) * B[16x128], B N-major (transposed) from a */ /* descriptor. \
+                                                                                                   */            \
+    __device__ __forceinline__                                                                                   \
+        static void N128T(float* d, const uint32_t (&a)[4], uint64_t desc) {                                     \
+      WGMMA_N128T_BODY(NAME)                                                                                     \
+    }                                                                                                            \
   };
 
 #if RAGGED_SM90A
@@ -272,6 +272,56 @@ __device__ __forceinline__ float Logit(const DecodeParams& p, float dot) {
     return p.cap_outer * (1.0f - __fdividef(2.0f, e + 1.0f));
   }
   return dot * p.scale_log2;
+}
+
+// 2^x with the hardware's approximation (ex2.approx.ftz: ~2 ulp, subnormal results flushed to 0,
+// 2^-inf = 0, NaN stays NaN). exp2f without fast math adds a range check and a fix-up to every
+// call.
+__device__ __forceinline__ float FastExp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Turns an accumulator fragment of raw dot products (columns nt * 8 + 2 tig + (e & 1)) into
+// logits in log2 units (SPEC steps 4-5), masks the columns >= valid with -inf and folds each
+// row's maximum into mx. The soft-cap choice and the mask are decided once per fragment: per
+// element (Logit), each cost a branch with a reconvergence point and constant-bank reads, about
+// 1,000 instructions per 64-position tile of the wgmma variant (SASS, H100 build).
+template <int kNt>
+__device__ __forceinline__ void LogitsAndMask(const DecodeParams& p, float (&s)[kNt][4], int valid,
+                                              int tig, float (&mx)[2]) {
+  if (p.soft_cap > 0.0f) {
+    const float inner = p.cap_inner, outer = p.cap_outer;
+#pragma unroll
+    for (int nt = 0; nt < kNt; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        s[nt][e] = outer * (1.0f - __fdividef(2.0f, FastExp2(s[nt][e] * inner) + 1.0f));
+      }
+    }
+  } else {
+    const float k = p.scale_log2;
+#pragma unroll
+    for (int nt = 0; nt < kNt; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[nt][e] *= k;
+    }
+  }
+  if (valid < kNt * 8) {
+#pragma unroll
+    for (int nt = 0; nt < kNt; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        if (nt * 8 + tig * 2 + (e & 1) >= valid) s[nt][e] = -INFINITY;
+      }
+    }
+  }
+#pragma unroll
+  for (int nt = 0; nt < kNt; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
+  }
 }
 
 // The CTA (of `active` CTAs sharing `total` tiles) whose share holds flat tile t.
@@ -641,16 +691,7 @@ struct MmaPath {
     PinRegs<kN / 2>(sf);
     const int tig = lane & 3;
     float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int nt = 0; nt < kN / 8; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int col = nt * 8 + tig * 2 + (e & 1);
-        const float x = col < valid ? Logit(p, s[nt][e]) : -INFINITY;
-        s[nt][e] = x;
-        mx[e >> 1] = fmaxf(mx[e >> 1], x);
-      }
-    }
+    LogitsAndMask(p, s, valid, tig, mx);
     float alpha[2], mu[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -658,7 +699,7 @@ struct MmaPath {
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
       const float m_new = fmaxf(m[r], mx[r]);
       mu[r] = m_new == -INFINITY ? 0.0f : m_new;
-      alpha[r] = exp2f(m[r] - mu[r]);
+      alpha[r] = FastExp2(m[r] - mu[r]);
       m[r] = m_new;
       l[r] *= alpha[r];
     }
@@ -666,7 +707,7 @@ struct MmaPath {
     for (int nt = 0; nt < kN / 8; ++nt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const float pr = exp2f(s[nt][e] - mu[e >> 1]);
+        const float pr = FastExp2(s[nt][e] - mu[e >> 1]);
         s[nt][e] = pr;
         l[e >> 1] += pr;
       }
@@ -732,16 +773,7 @@ struct MmaPath {
     }
     const int tig = lane & 3;
     float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int nt = 0; nt < 2 * kG; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int col = nt * 8 + tig * 2 + (e & 1);
-        const float x = col < valid ? Logit(p, s[nt][e]) : -INFINITY;
-        s[nt][e] = x;
-        mx[e >> 1] = fmaxf(mx[e >> 1], x);
-      }
-    }
+    LogitsAndMask(p, s, valid, tig, mx);
     float alpha[2], mu[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -749,7 +781,7 @@ struct MmaPath {
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
       const float m_new = fmaxf(m[r], mx[r]);
       mu[r] = m_new == -INFINITY ? 0.0f : m_new;
-      alpha[r] = exp2f(m[r] - mu[r]);
+      alpha[r] = FastExp2(m[r] - mu[r]);
       m[r] = m_new;
       l[r] *= alpha[r];
     }
@@ -757,7 +789,7 @@ struct MmaPath {
     for (int nt = 0; nt < 2 * kG; ++nt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const float pr = exp2f(s[nt][e] - mu[e >> 1]);
+        const float pr = FastExp2(s[nt][e] - mu[e >> 1]);
         s[nt][e] = pr;
         l[e >> 1] += pr;
       }
