@@ -171,15 +171,20 @@ std::string FeatureName(Feature f) {
   return "Unknown";
 }
 
-// dtype, feature, many_splits, group size (8; or 64, which runs the wgmma variant for 16-bit
-// types on an H100 with an sm_90a build: head_dim 128, 64 heads per CTA).
-using FeatureParam = std::tuple<DType, Feature, bool, int>;
+// How the work is cut: the heuristic's grid; one tile per CTA share at least (nearly every pair
+// split, the combine for few pairs); or two CTAs (more than 4 pairs per CTA: the combine over
+// split pairs, CombineSplitKernel).
+enum class Schedule { kDefault, kManySplits, kTwoCtas };
+
+// dtype, feature, schedule, group size (8; or 64, which runs the wgmma variant for 16-bit types
+// on an H100 with an sm_90a build: head_dim 128, 64 heads per CTA).
+using FeatureParam = std::tuple<DType, Feature, Schedule, int>;
 
 class CudaDecodeFeatureTest : public ::testing::TestWithParam<FeatureParam> {};
 
 TEST_P(CudaDecodeFeatureTest, MatchesReference) {
   RAGGED_SKIP_WITHOUT_GPU();
-  const auto [dtype, feature, many_splits, group] = GetParam();
+  const auto [dtype, feature, schedule, group] = GetParam();
   TestCase c;
   c.dtype = dtype;
   c.batch = 6;
@@ -255,26 +260,35 @@ TEST_P(CudaDecodeFeatureTest, MatchesReference) {
   }
   HostProblem hp = MakeHostProblem(c);
   RaggedDecodeAttentionOptions o = hp.options(Platform::kCuda);
-  if (many_splits) o.kernel_config = ManySplits();
+  if (schedule == Schedule::kManySplits) o.kernel_config = ManySplits();
+  if (schedule == Schedule::kTwoCtas) {
+    o.kernel_config = KernelConfig{};
+    o.kernel_config->num_splits = 2;
+    o.kernel_config->chunk_size = 1;
+  }
   EXPECT_TRUE(RunOnGpuAndCompare(hp, o)) << c.ToString() << " " << FeatureName(feature);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     AllFeatures, CudaDecodeFeatureTest,
-    ::testing::Combine(::testing::Values(DType::kF32, DType::kF16, DType::kBF16),
-                       ::testing::Values(Feature::kWindowLeft, Feature::kWindowBoth,
-                                         Feature::kWindowRightOnly, Feature::kSoftCap,
-                                         Feature::kSinksShared, Feature::kSinksPerKvHead,
-                                         Feature::kSinksPerQueryHead, Feature::kSinksQueryDtype,
-                                         Feature::kSinksOnEmptyRows, Feature::kF32Output,
-                                         Feature::kQuery4D, Feature::kNoLse, Feature::kScale,
-                                         Feature::kLongRows, Feature::kAllRowsEmpty,
-                                         Feature::kAllFeatures),
-                       ::testing::Bool(), ::testing::Values(8, 64)),
+    ::testing::Combine(
+        ::testing::Values(DType::kF32, DType::kF16, DType::kBF16),
+        ::testing::Values(Feature::kWindowLeft, Feature::kWindowBoth, Feature::kWindowRightOnly,
+                          Feature::kSoftCap, Feature::kSinksShared, Feature::kSinksPerKvHead,
+                          Feature::kSinksPerQueryHead, Feature::kSinksQueryDtype,
+                          Feature::kSinksOnEmptyRows, Feature::kF32Output, Feature::kQuery4D,
+                          Feature::kNoLse, Feature::kScale, Feature::kLongRows,
+                          Feature::kAllRowsEmpty, Feature::kAllFeatures),
+        ::testing::Values(Schedule::kDefault, Schedule::kManySplits, Schedule::kTwoCtas),
+        ::testing::Values(8, 64)),
     [](const ::testing::TestParamInfo<FeatureParam>& info) {
-      return absl::StrCat(
-          DTypeTag(std::get<0>(info.param)), "_", FeatureName(std::get<1>(info.param)),
-          std::get<2>(info.param) ? "_ManySplits" : "_Default", "_G", std::get<3>(info.param));
+      const Schedule sc = std::get<2>(info.param);
+      return absl::StrCat(DTypeTag(std::get<0>(info.param)), "_",
+                          FeatureName(std::get<1>(info.param)),
+                          sc == Schedule::kManySplits ? "_ManySplits"
+                          : sc == Schedule::kTwoCtas  ? "_TwoCtas"
+                                                      : "_Default",
+                          "_G", std::get<3>(info.param));
     });
 
 // ---------------------------------------------------------------------------------------------

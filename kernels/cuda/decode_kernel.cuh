@@ -394,9 +394,10 @@ __device__ __forceinline__ int64_t BlockExclusiveScan(int64_t v, int64_t* scratc
 }
 
 // Computes T, this CTA's share and its first cursor; caches the info of the share's first rows in
-// `rows`. CTA 0 of slice 0 also writes the row prefix and the header for the combine kernel.
-// Must be called by the whole block.
-__device__ inline Schedule ComputeSchedule(const DecodeParams& p, int cta, bool writer,
+// `rows`. CTA 0 of slice 0 also writes the row prefix and the header for the combine kernel;
+// with `record` (slice 0), every CTA writes its cta_split entry. Must be called by the whole
+// block.
+__device__ inline Schedule ComputeSchedule(const DecodeParams& p, int cta, bool writer, bool record,
                                            int32_t* rows, int64_t* scan) {
   const int nt = blockDim.x;
   const int64_t hkv = p.num_kv_heads;
@@ -425,7 +426,10 @@ __device__ inline Schedule ComputeSchedule(const DecodeParams& p, int cta, bool 
     s.t0 = cta * total / active;
     s.t1 = (cta + 1) * total / active;
   }
-  if (s.t0 >= s.t1 && !writer) return s;
+  if (s.t0 >= s.t1) {
+    if (record && threadIdx.x == 0) p.cta_split[cta] = make_int2(-1, -1);
+    if (!writer) return s;
+  }
 
   // Pass 2: exclusive scan over rows to find the row holding t0 and cache the rows after it.
   int64_t* s_b0 = scan + 33;
@@ -478,6 +482,15 @@ __device__ inline Schedule ComputeSchedule(const DecodeParams& p, int cta, bool 
     c.g = static_cast<int32_t>(off / c.tiles);
     c.tile = static_cast<int32_t>(off % c.tiles);
     c.seg = 0;
+    if (record && threadIdx.x == 0) {
+      // For the combine: the pair this share starts inside of and the CTA with its last tile.
+      int2 split = make_int2(-1, -1);
+      if (c.tile != 0) {
+        split.x = c.b * p.num_kv_heads + c.g;
+        split.y = static_cast<int>(CtaOfTile(s.t0 - c.tile + c.tiles - 1, total, active));
+      }
+      p.cta_split[cta] = split;
+    }
   }
   return s;
 }
@@ -1082,7 +1095,7 @@ __global__ void __launch_bounds__(kMaxDecodeThreads)
   const int slice = static_cast<int>(blockIdx.x) % p.head_slices;
   int32_t* rows = reinterpret_cast<int32_t*>(smem + L.rows_off);
   int64_t* scan = reinterpret_cast<int64_t*>(smem + L.scan_off);
-  const Schedule sched = ComputeSchedule(p, cta, cta == 0 && slice == 0, rows, scan);
+  const Schedule sched = ComputeSchedule(p, cta, cta == 0 && slice == 0, slice == 0, rows, scan);
   const int64_t n = sched.t1 - sched.t0;
   if (n <= 0) return;
   const int32_t b0 = sched.start.b;

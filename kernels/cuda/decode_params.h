@@ -14,6 +14,8 @@
 #ifndef RAGGED_KERNELS_CUDA_DECODE_PARAMS_H_
 #define RAGGED_KERNELS_CUDA_DECODE_PARAMS_H_
 
+#include <cuda_runtime.h>
+
 #include <cstdint>
 
 namespace ragged::internal {
@@ -78,6 +80,9 @@ struct DecodeParams {
   int64_t* row_prefix;  // [B + 1]: flat index of the first tile of pair (b, 0)
   float* part_lse;      // [slots, group_size]
   float* part_o;        // [slots, group_size, head_dim]
+  int2* cta_split;      // [num_ctas]: {pair, CTA holding its last tile} when CTA c's share starts
+                        // inside a pair (past its tile 0), else {-1, -1}; written by head slice 0
+                        // of every CTA, read by CombineSplitKernel
 };
 
 // Merge of generic partials (MergePartials on CUDA).

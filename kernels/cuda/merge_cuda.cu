@@ -113,6 +113,138 @@ __global__ void __launch_bounds__(128) CombineKernel(const __grid_constant__ Dec
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The combine for batches of many more (row, KV head) pairs than persistent CTAs, where most
+// pairs are whole in one CTA's share and the one-CTA-per-(row, query head) combine above would
+// launch mostly idle CTAs (M_ragged: 8,192 of them). A pair is split exactly when some CTA's
+// share starts inside it; the decode kernel records that pair and the CTA holding its last tile
+// in cta_split[k]. Grid (num_ctas, ceil(group_size / 4)), 4 warps: CTA (k, y) merges the pair
+// when k is the first CTA starting inside it (cta_split[k - 1] names another pair), warp w taking
+// query head 4 y + w; it also writes that head of the rows k, k + num_ctas, ... that have no
+// valid positions. At most 48 registers and no shared memory, so that a CTA fits beside two of the
+// decode kernel's on an SM and waits there for it to finish.
+
+// Merges query head r of a split pair (b, g) over its pieces [c0, c1] (CTA numbers; slot
+// pair + c) with one warp: lanes over the float4 columns, the pieces in CTA order with their
+// weights broadcast by shuffles. Deterministic.
+__device__ __forceinline__ void MergeHeadWarp(const DecodeParams& p, int64_t b, int64_t g, int r,
+                                              int64_t pair, int64_t c0, int64_t c1, int lane) {
+  const int G = p.group_size;
+  const int64_t h = g * G + r;
+  const int d4 = p.head_dim / 4;
+  const int64_t n = c1 - c0 + 1;
+  const int64_t slot0 = pair + c0;
+  float smax;
+  int64_t arow;
+  SinkStats(p, g, h, &smax, &arow);
+  const float l0 = lane < n ? p.part_lse[(slot0 + lane) * G + r] : -INFINITY;
+  float mx = l0;
+  for (int64_t i = lane + 32; i < n; i += 32) mx = fmaxf(mx, p.part_lse[(slot0 + i) * G + r]);
+  mx = WarpMax(mx);
+  const float top = fmaxf(mx, smax);
+  const float tu = top == -INFINITY ? 0.0f : top;
+  float4 acc[2] = {make_float4(0.f, 0.f, 0.f, 0.f), make_float4(0.f, 0.f, 0.f, 0.f)};
+  float denom = 0.0f;
+  for (int64_t base = 0; base < n; base += 32) {
+    const int64_t i = base + lane;
+    const float li = base == 0 ? l0 : (i < n ? p.part_lse[(slot0 + i) * G + r] : -INFINITY);
+    const float w = i < n ? expf(li - tu) : 0.0f;
+    denom += w;
+    const int cnt = n - base < 32 ? static_cast<int>(n - base) : 32;
+#pragma unroll 2
+    for (int j = 0; j < cnt; ++j) {
+      const float wj = __shfl_sync(0xffffffffu, w, j);
+      const float4* po =
+          reinterpret_cast<const float4*>(p.part_o + ((slot0 + base + j) * G + r) * p.head_dim);
+#pragma unroll
+      for (int q = 0; q < 2; ++q) {
+        const int idx = lane + 32 * q;
+        if (idx < d4) {
+          const float4 o = po[idx];
+          acc[q].x = fmaf(wj, o.x, acc[q].x);
+          acc[q].y = fmaf(wj, o.y, acc[q].y);
+          acc[q].z = fmaf(wj, o.z, acc[q].z);
+          acc[q].w = fmaf(wj, o.w, acc[q].w);
+        }
+      }
+    }
+  }
+  denom = WarpSum(denom);
+  for (int j = 0; j < p.num_sinks; ++j) {
+    denom +=
+        expf(LoadElem(p.aux, arow * p.aux_stride_row + j * p.aux_stride_sink, p.aux_elem) - tu);
+  }
+  const float factor = denom > 0.0f ? 1.0f / denom : 0.0f;
+  if (lane == 0 && p.lse != nullptr) {
+    p.lse[b * p.lse_stride_b + h * p.lse_stride_h] =
+        (denom > 0.0f || denom != denom) ? tu + logf(denom) : -INFINITY;
+  }
+#pragma unroll
+  for (int q = 0; q < 2; ++q) {
+    const int idx = lane + 32 * q;
+    if (idx < d4) {
+      const int64_t o = b * p.o_stride_b + h * p.o_stride_h + 4 * idx;
+      StoreElem(p.out, o, acc[q].x * factor, p.out_elem);
+      StoreElem(p.out, o + 1, acc[q].y * factor, p.out_elem);
+      StoreElem(p.out, o + 2, acc[q].z * factor, p.out_elem);
+      StoreElem(p.out, o + 3, acc[q].w * factor, p.out_elem);
+    }
+  }
+}
+
+// The lse of the sinks alone for query head h of KV head g (-inf without sinks): the lse of a
+// row without valid positions.
+__device__ __forceinline__ float EmptyLse(const DecodeParams& p, int64_t g, int64_t h) {
+  float smax;
+  int64_t arow;
+  SinkStats(p, g, h, &smax, &arow);
+  if (p.num_sinks == 0) return -INFINITY;
+  const float tu = smax == -INFINITY ? 0.0f : smax;
+  float denom = 0.0f;
+  for (int j = 0; j < p.num_sinks; ++j) {
+    denom +=
+        expf(LoadElem(p.aux, arow * p.aux_stride_row + j * p.aux_stride_sink, p.aux_elem) - tu);
+  }
+  return (denom > 0.0f || denom != denom) ? tu + logf(denom) : -INFINITY;
+}
+
+__global__ void __launch_bounds__(128, 10)
+    CombineSplitKernel(const __grid_constant__ DecodeParams p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // as in CombineKernel
+#endif
+  const int G = p.group_size;
+  const int64_t hkv = p.num_kv_heads;
+  const int lane = threadIdx.x & 31;
+  const int k = static_cast<int>(blockIdx.x);
+  const int y = static_cast<int>(blockIdx.y);
+  // Issued together: this CTA's split record, the previous one, and the first row to check for
+  // emptiness.
+  const int2 split = p.cta_split[k];
+  const int32_t prev = k > 0 ? p.cta_split[k - 1].x : -1;
+  const bool first_empty = k < p.batch && p.row_prefix[k + 1] == p.row_prefix[k];
+  const int r = y * 4 + static_cast<int>(threadIdx.x >> 5);
+  if (r >= G) return;
+  if (split.x >= 0 && split.x != prev) {
+    const int64_t pair = split.x;
+    MergeHeadWarp(p, pair / hkv, pair % hkv, r, pair, k - 1, split.y, lane);
+  }
+  // Rows k, k + num_ctas, ... without valid positions: this warp's query head of every KV head
+  // gets zeros and the lse of the sinks alone.
+  for (int64_t b = k; b < p.batch; b += gridDim.x) {
+    if (b == k ? !first_empty : p.row_prefix[b + 1] != p.row_prefix[b]) continue;
+    for (int64_t g = 0; g < hkv; ++g) {
+      const int64_t h = g * G + r;
+      for (int d = lane; d < p.head_dim; d += 32) {
+        StoreElem(p.out, b * p.o_stride_b + h * p.o_stride_h + d, 0.0f, p.out_elem);
+      }
+      if (lane == 0 && p.lse != nullptr) {
+        p.lse[b * p.lse_stride_b + h * p.lse_stride_h] = EmptyLse(p, g, h);
+      }
+    }
+  }
+}
+
 namespace {
 
 // One CTA per (row, head): the exact LSE merge of SPEC.md section 1, in the same order and with
@@ -193,6 +325,9 @@ int32_t ElemOf(DType t) {
 }  // namespace cuda
 
 const void* CombineKernelHandle() { return reinterpret_cast<const void*>(&cuda::CombineKernel); }
+const void* CombineSplitKernelHandle() {
+  return reinterpret_cast<const void*>(&cuda::CombineSplitKernel);
+}
 const void* MergeKernelHandle() { return reinterpret_cast<const void*>(&cuda::MergeKernel); }
 
 absl::Status MergePartialsCuda(const MergePartialsArgs& a, Stream stream) {
