@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <set>
+#include <string>
 #include <thread>
 #include <utility>
 
@@ -436,9 +437,12 @@ absl::Status NcclCommunicator::Run(absl::string_view op, int64_t count, DType dt
   RAGGED_RETURN_IF_ERROR(guard.status());
   const absl::Time deadline = absl::Now() + timeout_;
   const cudaStream_t s = ResolveStream(stream);
+  // The same description for a deadline while queueing (a peer missing from a non-blocking
+  // communicator can hold the enqueue itself, as on 2 GPUs) and while waiting for the stream.
+  const std::string what = absl::StrFormat("%s of %d x %s", op, count, DTypeName(dtype));
   ncclResult_t r = launch(s);
   if (r == ncclInProgress) {
-    RAGGED_RETURN_IF_ERROR(WaitIdle(op, deadline));
+    RAGGED_RETURN_IF_ERROR(WaitIdle(what, deadline));
   } else if (r != ncclSuccess) {
     // Argument errors leave the communicator usable; anything else breaks it.
     absl::Status status = NcclFailure(r, comm_, absl::StrCat("nccl", op), __FILE__, __LINE__);
@@ -449,7 +453,7 @@ absl::Status NcclCommunicator::Run(absl::string_view op, int64_t count, DType dt
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   RAGGED_CUDA_RETURN_IF_ERROR(cudaStreamIsCapturing(s, &capture));
   if (capture != cudaStreamCaptureStatusNone) return absl::OkStatus();
-  return WaitStream(absl::StrFormat("%s of %d x %s", op, count, DTypeName(dtype)), s, deadline);
+  return WaitStream(what, s, deadline);
 }
 
 absl::Status NcclCommunicator::AllGather(const void* send, void* recv, int64_t count, DType dtype,
@@ -535,6 +539,9 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::SplitNccl(in
   }
   ncclComm_t child = std::atomic_ref<ncclComm_t>(*slot).load();
   if (color < 0) {
+    // NCCL stores the (null) handle of a NCCL_SPLIT_NOCOLOR member when it gets to it, which can
+    // be after the parent reports idle: the slot is never freed (freeing it crashed a 2-GPU run).
+    slot.release();  // NOLINT: NCCL may still write it
     if (child != nullptr) ncclCommAbort(child);
     return Annotate(absl::InvalidArgumentError(absl::StrCat(
                         "Split: color must be >= 0, got ", color,
