@@ -403,10 +403,10 @@ absl::StatusOr<Tuned> Autotune(const Problem& p, void* workspace, const ShapeSig
     return us.ok() ? *us : std::numeric_limits<double>::infinity();
   };
   for (size_t i = 0; i < cands.size(); ++i) times.push_back(time(i));
-  // The heuristic's config is timed first, when the GPU may still be ramping up from the
-  // previous work (an H100 run kept a config that measured 3% faster than the heuristic's on its
-  // first call and runs 8% slower on ragged rows): the leader and the heuristic's config are timed
-  // once more, and each keeps its better time.
+  // The heuristic's config is timed first, when the GPU may still be busy with or ramping up from
+  // earlier work (an H100 run kept a config timed more than 3% faster than the heuristic's on
+  // L_full's first call, equal to it on later calls and 8% slower on ragged rows): the leader
+  // and the heuristic's config are timed once more, and each keeps its better time.
   const int leader = PickTunedConfig(times, 0.0);
   if (leader > 0) {
     times[0] = std::min(times[0], time(0));
