@@ -8,6 +8,9 @@
 //   [16 ni, 16 ni + 16) of every tile: S = Q K^T and O += P V run on mma.sync.m16n8k16 with f32
 //   accumulators, each warp keeping its own online-softmax state; the warps of one row block are
 //   merged in a fixed order at the end of a segment (deterministic).
+//   Its wgmma variant (kWg, sm_90a; 64 heads per CTA in one warpgroup, 64-position tiles, head_dim
+//   128: MQA-sized groups) runs both products on warpgroup MMA with K and V read by the tensor
+//   cores from 128-byte-swizzle planes (MmaPath::WgTile).
 // - SIMT (f32): tiles of 32 positions; lane t scores position t for up to 4 heads per warp, then
 //   thread (head, d-chunk) accumulates P V with float4 shared-memory reads. Exact f32 arithmetic.
 //
