@@ -188,16 +188,7 @@ struct DeviceProblem {
   DeviceBuffer query, key, value, start, end, aux, output, lse;
   HostBuffer host_output, host_lse;
   RaggedDecodeAttentionArgs args() const {
-    RaggedDecodeAttentionArgs a;
-    a.query = query.view();
-    a.key = key.view();
-    a.value = value.view();
-    a.sequence_start = start.view();
-    a.sequence_end = end.view();
-    if (aux.data() != nullptr) a.softmax_aux = aux.view();
-    a.output = output.view();
-    if (lse.data() != nullptr) a.lse = lse.view();
-    return a;
+    return testing::ArgsOfBuffers(query, key, value, start, end, aux, output, lse);
   }
   absl::Status FetchOutputs(Stream stream) {
     RAGGED_RETURN_IF_ERROR(output.CopyToHost(host_output.view(), stream));

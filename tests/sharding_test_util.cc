@@ -26,16 +26,7 @@ SinkLayout LayoutOf(Sinks s) {
 }
 
 RaggedDecodeAttentionArgs LocalProblem::args() const {
-  RaggedDecodeAttentionArgs a;
-  a.query = query.view();
-  a.key = key.view();
-  a.value = value.view();
-  a.sequence_start = start.view();
-  a.sequence_end = end.view();
-  if (aux.data() != nullptr) a.softmax_aux = aux.view();
-  a.output = output.view();
-  if (lse.data() != nullptr) a.lse = lse.view();
-  return a;
+  return ArgsOfBuffers(query, key, value, start, end, aux, output, lse);
 }
 
 HostBuffer CutShard(const ShardedAttention& op, ShardedTensor t, const TensorView& global) {

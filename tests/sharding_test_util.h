@@ -27,6 +27,24 @@ void PrintTo(const MeshShape& m, std::ostream* os);
 // The sharded op's sink layout for a test case's sinks.
 SinkLayout LayoutOf(Sinks s);
 
+// The attention arguments over one rank's buffers (host or device: anything with view() and
+// data()); a null aux or lse buffer means the problem has none.
+template <typename Buffer>
+RaggedDecodeAttentionArgs ArgsOfBuffers(const Buffer& query, const Buffer& key, const Buffer& value,
+                                        const Buffer& start, const Buffer& end, const Buffer& aux,
+                                        const Buffer& output, const Buffer& lse) {
+  RaggedDecodeAttentionArgs a;
+  a.query = query.view();
+  a.key = key.view();
+  a.value = value.view();
+  a.sequence_start = start.view();
+  a.sequence_end = end.view();
+  if (aux.data() != nullptr) a.softmax_aux = aux.view();
+  a.output = output.view();
+  if (lse.data() != nullptr) a.lse = lse.view();
+  return a;
+}
+
 // This rank's shards of a global host problem, cut by the op's boxes, with a NaN-poisoned output
 // (and lse, when the problem has one).
 struct LocalProblem {
