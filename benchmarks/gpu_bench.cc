@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,7 @@
 #include "absl/strings/str_split.h"
 #include "benchmarks/gpu_bench_kernels.h"
 #include "kernels/autotune.h"
+#include "kernels/cuda/cta_trace.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/ragged_decode_attention.h"
 #include "kernels/reference.h"
@@ -109,6 +111,105 @@ double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0.0 : v[v.size() / 2];
 }
+
+#ifdef RAGGED_CTA_TRACE
+// Diagnostic build: where the last timed call's time went, per CTA and per SM (microseconds from
+// the first decode CTA's start). With RAGGED_TRACE_DIR set, the raw records go to
+// <dir>/<shape>_{decode,combine}.csv as well.
+void ClearTrace() {
+  std::vector<unsigned long long> t(internal::kCtaTraceEntries * internal::kCtaTraceFields);
+  CUDA_OR_DIE(internal::ReadDecodeTraceBF16(t.data()));
+  CUDA_OR_DIE(internal::ReadCombineTrace(t.data()));
+}
+
+void PrintTrace(const std::string& name) {
+  using internal::kCtaTraceEntries;
+  using internal::kCtaTraceFields;
+  std::vector<unsigned long long> dec(kCtaTraceEntries * kCtaTraceFields);
+  std::vector<unsigned long long> com(kCtaTraceEntries * kCtaTraceFields);
+  CUDA_OR_DIE(internal::ReadDecodeTraceBF16(dec.data()));
+  CUDA_OR_DIE(internal::ReadCombineTrace(com.data()));
+  auto rec = [](std::vector<unsigned long long>& t, int i) { return &t[i * kCtaTraceFields]; };
+  unsigned long long t0 = ~0ull;
+  int n = 0;
+  for (int i = 0; i < kCtaTraceEntries; ++i) {
+    if (rec(dec, i)[0] == 0) continue;
+    t0 = std::min(t0, rec(dec, i)[1]);
+    n = i + 1;
+  }
+  if (n == 0) return;
+  auto us = [&](unsigned long long t) { return (static_cast<double>(t) - t0) * 1e-3; };
+  auto q = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return absl::StrFormat("%.1f/%.1f/%.1f", v.front(), v[v.size() / 2], v.back());
+  };
+  std::vector<double> start, sched, first, loop, end, tiles, segs, rate, pass1, pass2;
+  std::map<unsigned long long, std::pair<double, double>> sm;  // SM -> (last end, tiles)
+  for (int i = 0; i < n; ++i) {
+    const unsigned long long* r = rec(dec, i);
+    if (r[0] == 0) continue;
+    start.push_back(us(r[1]));
+    sched.push_back(us(r[2]) - us(r[1]));
+    pass1.push_back(us(r[8]) - us(r[1]));
+    if (r[9]) pass2.push_back(us(r[9]) - us(r[1]));
+    end.push_back(us(r[4]));
+    tiles.push_back(static_cast<double>(r[5]));
+    segs.push_back(static_cast<double>(r[6]));
+    if (r[5] > 0) {
+      first.push_back(us(r[3]) - us(r[1]));
+      loop.push_back(us(r[4]) - us(r[7]));
+      rate.push_back(r[5] > 1 ? (us(r[7]) - us(r[3])) / static_cast<double>(r[5] - 1) : 0.0);
+    }
+    auto& e = sm[r[0]];
+    e.first = std::max(e.first, us(r[4]));
+    e.second += static_cast<double>(r[5]);
+  }
+  std::vector<double> sm_end, sm_tiles;
+  for (const auto& [id, e] : sm) {
+    sm_end.push_back(e.first);
+    sm_tiles.push_back(e.second);
+  }
+  std::printf("  trace %s: %d decode CTAs on %zu SMs (min/median/max, us)\n", name.c_str(),
+              static_cast<int>(start.size()), sm.size());
+  std::printf("    CTA start %s  schedule %s  first tile %s  last tile to end %s  us/tile %s\n",
+              q(start).c_str(), q(sched).c_str(), first.empty() ? "-" : q(first).c_str(),
+              loop.empty() ? "-" : q(loop).c_str(), rate.empty() ? "-" : q(rate).c_str());
+  std::printf("    schedule pass 1 done %s  pass 2 done %s\n", q(pass1).c_str(),
+              pass2.empty() ? "-" : q(pass2).c_str());
+  std::printf("    CTA end %s  SM end %s  tiles per CTA %s  per SM %s  segments %s\n",
+              q(end).c_str(), q(sm_end).c_str(), q(tiles).c_str(), q(sm_tiles).c_str(),
+              q(segs).c_str());
+  std::vector<double> cs, cw, ce;
+  int nc = 0;
+  for (int i = 0; i < kCtaTraceEntries; ++i) {
+    const unsigned long long* r = rec(com, i);
+    if (r[0] == 0) continue;
+    cs.push_back(us(r[1]));
+    cw.push_back(us(r[2]));
+    ce.push_back(us(r[4]));
+    nc = i + 1;
+  }
+  if (!cs.empty()) {
+    std::printf("    combine: %zu CTAs  start %s  after wait %s  end %s\n", cs.size(),
+                q(cs).c_str(), q(cw).c_str(), q(ce).c_str());
+  }
+  if (const char* dir = std::getenv("RAGGED_TRACE_DIR")) {
+    for (int kind = 0; kind < 2; ++kind) {
+      std::ofstream f(std::string(dir) + "/" + name + (kind ? "_combine.csv" : "_decode.csv"));
+      f << "cta,sm,start_us,sched_us,first_us,end_us,tiles,segments,last_tile_us\n";
+      std::vector<unsigned long long>& t = kind ? com : dec;
+      for (int i = 0; i < (kind ? nc : n); ++i) {
+        const unsigned long long* r = rec(t, i);
+        if (r[0] == 0) continue;
+        f << absl::StrFormat("%d,%d,%.3f,%.3f,%.3f,%.3f,%d,%d,%.3f\n", i,
+                             static_cast<int>(r[0] - 1), us(r[1]), r[2] ? us(r[2]) : -1.0,
+                             r[3] ? us(r[3]) : -1.0, us(r[4]), static_cast<int>(r[5]),
+                             static_cast<int>(r[6]), r[7] ? us(r[7]) : -1.0);
+      }
+    }
+  }
+}
+#endif
 
 // Median time (ms) of `reps` back-to-back calls of `fn(rep)`, measured with CUDA events.
 template <typename Fn>
@@ -459,7 +560,13 @@ int Main(int argc, char** argv) {
     ShapeResult r;
     r.name = sh.name;
     r.sets = run.num_sets();
+#ifdef RAGGED_CTA_TRACE
+    ClearTrace();  // the records of earlier shapes' calls
+#endif
     r.ms = run.Time(run.options(), reps);
+#ifdef RAGGED_CTA_TRACE
+    PrintTrace(sh.name);
+#endif
     r.gbytes = run.valid_bytes() / 1e9;
     r.tbps = run.valid_bytes() / (r.ms * 1e-3) / 1e12;
     r.pct_read = 100.0 * r.tbps / ceil.read_tbps;

@@ -1,4 +1,5 @@
 // Explicit instantiations of the bf16 decode kernels (tensor-core path), one per head dim.
+#include "kernels/cuda/cta_trace.h"
 #include "kernels/cuda/decode_kernel.cuh"
 #include "kernels/cuda/decode_launch.h"
 
@@ -42,5 +43,12 @@ const void* DecodeKernelBF16(int head_dim, bool wide_scratch, bool wgmma) {
       return nullptr;
   }
 }
+
+#ifdef RAGGED_CTA_TRACE
+cudaError_t ReadDecodeTraceBF16(unsigned long long* out) {
+  static_assert(kCtaTraceEntries == cuda::kTraceMax && kCtaTraceFields == cuda::kTraceFields);
+  return cuda::ReadCtaTrace(cuda::kTraceDecode, out);
+}
+#endif
 
 }  // namespace ragged::internal

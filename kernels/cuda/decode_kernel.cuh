@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/cuda/cta_trace.cuh"
 #include "kernels/cuda/decode_params.h"
 #include "kernels/cuda/smem_layout.h"
 #include "kernels/problem.h"
@@ -396,12 +397,20 @@ __device__ __forceinline__ int64_t BlockExclusiveScan(int64_t v, int64_t* scratc
   return before + inc - v;
 }
 
+// The CTAs that get a share of `total` tiles: at least min_tiles_per_cta tiles each.
+__device__ __forceinline__ int64_t ActiveCtas(const DecodeParams& p, int64_t total) {
+  if (total <= 0) return 0;
+  const int64_t want = (total + p.min_tiles_per_cta - 1) / p.min_tiles_per_cta;
+  const int64_t active = want < p.num_ctas ? want : p.num_ctas;
+  return active < 1 ? 1 : active;
+}
+
 // Computes T, this CTA's share and its first cursor; caches the info of the share's first rows in
 // `rows`. CTA 0 of slice 0 also writes the row prefix and the header for the combine kernel;
 // with `record` (slice 0), every CTA writes its cta_split entry. Must be called by the whole
 // block.
 __device__ inline Schedule ComputeSchedule(const DecodeParams& p, int cta, bool writer, bool record,
-                                           int32_t* rows, int64_t* scan) {
+                                           int32_t* rows, int64_t* scan, TraceScope& trace) {
   const int nt = blockDim.x;
   const int64_t hkv = p.num_kv_heads;
   // Pass 1: total tiles. The first chunk of rows stays in registers for pass 2 (often the only
@@ -417,12 +426,8 @@ __device__ inline Schedule ComputeSchedule(const DecodeParams& p, int cta, bool 
     }
   }
   const int64_t total = BlockSum(acc, scan);
-  int64_t active = 0;
-  if (total > 0) {
-    const int64_t want = (total + p.min_tiles_per_cta - 1) / p.min_tiles_per_cta;
-    active = want < p.num_ctas ? want : p.num_ctas;
-    if (active < 1) active = 1;
-  }
+  trace.Mark(8);
+  const int64_t active = ActiveCtas(p, total);
   Schedule s;
   s.t0 = s.t1 = 0;
   if (cta < active) {
@@ -468,6 +473,7 @@ __device__ inline Schedule ComputeSchedule(const DecodeParams& p, int cta, bool 
     running += chunk_total;
     if (!writer && b0 != INT64_MAX && base + nt >= b0 + kRowCache) break;
   }
+  trace.Mark(9);
   if (writer && threadIdx.x == 0) {
     p.row_prefix[p.batch] = total;
     p.header->total_tiles = total;
@@ -1077,6 +1083,7 @@ template <typename T, int kD, bool kMma, bool kWide, bool kWg>
 __global__ void __launch_bounds__(kMaxDecodeThreads)
     DecodeKernel(const __grid_constant__ DecodeParams p) {
   extern __shared__ __align__(128) unsigned char smem[];
+  TraceScope trace(kTraceDecode, blockIdx.x);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // The combine kernel is launched as a programmatic dependent: let it be scheduled now (it
   // waits for this grid's completion before reading anything), which hides its launch latency.
@@ -1098,8 +1105,11 @@ __global__ void __launch_bounds__(kMaxDecodeThreads)
   const int slice = static_cast<int>(blockIdx.x) % p.head_slices;
   int32_t* rows = reinterpret_cast<int32_t*>(smem + L.rows_off);
   int64_t* scan = reinterpret_cast<int64_t*>(smem + L.scan_off);
-  const Schedule sched = ComputeSchedule(p, cta, cta == 0 && slice == 0, slice == 0, rows, scan);
+  const Schedule sched =
+      ComputeSchedule(p, cta, cta == 0 && slice == 0, slice == 0, rows, scan, trace);
   const int64_t n = sched.t1 - sched.t0;
+  trace.Mark(2);
+  trace.Set(5, n > 0 ? n : 0);
   if (n <= 0) return;
   const int32_t b0 = sched.start.b;
   const int stages = p.stages;
@@ -1134,6 +1144,8 @@ __global__ void __launch_bounds__(kMaxDecodeThreads)
     }
 #endif
     __syncthreads();
+    if (i == 0) trace.Mark(3);
+    if (i == n - 1) trace.Mark(7);
     issue_next();
     const bool seg_first = cons.tile == 0 || i == 0;
     const bool seg_last = cons.tile == cons.tiles - 1 || i == n - 1;
@@ -1150,6 +1162,7 @@ __global__ void __launch_bounds__(kMaxDecodeThreads)
       const bool whole = seg_whole_start && cons.tile == cons.tiles - 1;
       const int64_t pair = static_cast<int64_t>(cons.b) * p.num_kv_heads + cons.g;
       Epilogue<kD, kWide>(p, L, smem, cons_buf, cons.b, cons.g, slice, whole, pair + cta);
+      trace.Set(6, cons.seg + 1);
     }
     cons_buf = cons_buf + 1 == stages ? 0 : cons_buf + 1;
     if (i + 1 < n) Advance(p, cons, b0, rows);

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cuda/cta_trace.h"
 #include "kernels/cuda/decode_kernel.cuh"
 #include "kernels/cuda/decode_launch.h"
 #include "kernels/cuda/decode_params.h"
@@ -37,11 +38,13 @@ __device__ __forceinline__ void SinkStats(const DecodeParams& p, int64_t g, int6
 __global__ void __launch_bounds__(128) CombineKernel(const __grid_constant__ DecodeParams p) {
   __shared__ float s_top, s_factor;
   __shared__ float4 s_acc[4][64];  // [warp][head_dim / 4]
+  TraceScope trace(kTraceCombine, blockIdx.x);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // Launched as a programmatic dependent of the decode kernel (on sm_90): wait until that grid
   // has completed and its writes are visible.
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
+  trace.Mark(2);
   const int G = p.group_size;
   const int64_t pair = blockIdx.x / G;
   const int r = static_cast<int>(blockIdx.x % G);
@@ -210,9 +213,11 @@ __device__ __forceinline__ float EmptyLse(const DecodeParams& p, int64_t g, int6
 
 __global__ void __launch_bounds__(128, 10)
     CombineSplitKernel(const __grid_constant__ DecodeParams p) {
+  TraceScope trace(kTraceCombine, blockIdx.y * static_cast<int64_t>(gridDim.x) + blockIdx.x);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");  // as in CombineKernel
 #endif
+  trace.Mark(2);
   const int G = p.group_size;
   const int64_t hkv = p.num_kv_heads;
   const int lane = threadIdx.x & 31;
@@ -416,5 +421,11 @@ absl::Status MergePartialsCuda(const MergePartialsArgs& a, Stream stream) {
   if (prev != device) cudaSetDevice(prev);
   return s;
 }
+
+#ifdef RAGGED_CTA_TRACE
+cudaError_t ReadCombineTrace(unsigned long long* out) {
+  return cuda::ReadCtaTrace(cuda::kTraceCombine, out);
+}
+#endif
 
 }  // namespace ragged::internal
