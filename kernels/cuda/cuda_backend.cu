@@ -30,7 +30,7 @@ int64_t Align256(int64_t x) { return (x + 255) / 256 * 256; }
 
 // Offsets of the workspace's parts. Depends on shapes and the device's SM count only.
 struct WorkspaceLayout {
-  int64_t header = 0, prefix = 0, lse = 0, o = 0, cta_split = 0, total = 0;
+  int64_t prefix = 0, lse = 0, o = 0, cta_split = 0, total = 0;
 };
 
 WorkspaceLayout ComputeWorkspace(const Problem& p, const DeviceInfo& dev) {
@@ -38,8 +38,6 @@ WorkspaceLayout ComputeWorkspace(const Problem& p, const DeviceInfo& dev) {
       p.batch * p.num_kv_heads + static_cast<int64_t>(kMaxCtasPerSm) * dev.num_sms;
   WorkspaceLayout w;
   int64_t off = 0;
-  w.header = off;
-  off += Align256(sizeof(WorkspaceHeader));
   w.prefix = off;
   off += Align256((p.batch + 1) * 8);
   w.lse = off;
@@ -322,7 +320,6 @@ absl::Status Launch(const Problem& p, void* workspace, const KernelConfig& cfg,
   prm.stages = cfg.stages;
   prm.num_ctas = num_ctas;
   prm.min_tiles_per_cta = std::max(1, (cfg.chunk_size + cfg.block_n - 1) / cfg.block_n);
-  prm.header = reinterpret_cast<WorkspaceHeader*>(ws + w.header);
   prm.row_prefix = reinterpret_cast<int64_t*>(ws + w.prefix);
   prm.part_lse = reinterpret_cast<float*>(ws + w.lse);
   prm.part_o = reinterpret_cast<float*>(ws + w.o);
@@ -340,12 +337,26 @@ absl::Status Launch(const Problem& p, void* workspace, const KernelConfig& cfg,
   // With many more pairs than persistent CTAs, most pairs are whole in one share: a combine CTA
   // per persistent CTA and 4 query heads, which merges only split pairs (M_ragged, 2,048 pairs on
   // 264 CTAs: +1.3 to +2 points on an H100); else one CTA per (row, query head).
+  // Where pairs have few pieces (about num_ctas / pairs + 2 <= 8, counting the partial shares at
+  // both ends), one warp per (row, query head): MQA's 4,096 (row, head) CTAs ran in two waves;
+  // else (S_full: ~34 pieces per pair) one CTA per (row, query head), warps over the pieces.
   const int64_t pairs = p.batch * p.num_kv_heads;
   const bool split_combine = pairs >= 4 * static_cast<int64_t>(num_ctas);
+  const bool warp_combine = !split_combine && num_ctas / pairs + 2 <= 8;
+  const void* combine = split_combine ? CombineSplitKernelHandle() : CombineKernelHandle();
+  if (warp_combine) {
+    // Its prefetching variant (95 registers) only where its grid fits the GPU in one wave: MQA's
+    // 1,024 CTAs would take two (-1.2 points on an H100), the L shapes' 256 gain ~1.
+    RAGGED_ASSIGN_OR_RETURN(const int fit,
+                            ResidentCtasPerSm(CombineWarpKernelHandle(true), device, 128, 0));
+    const int64_t ctas = (p.batch * p.num_q_heads + 3) / 4;
+    combine = CombineWarpKernelHandle(ctas <= static_cast<int64_t>(fit) * dev.num_sms);
+  }
   cudaLaunchConfig_t lc = {};
-  lc.gridDim = split_combine ? dim3(static_cast<unsigned>(num_ctas),
-                                    static_cast<unsigned>((p.group_size + 3) / 4))
-                             : dim3(static_cast<unsigned>(p.batch * p.num_q_heads));
+  lc.gridDim = split_combine  ? dim3(static_cast<unsigned>(num_ctas),
+                                     static_cast<unsigned>((p.group_size + 3) / 4))
+               : warp_combine ? dim3(static_cast<unsigned>((p.batch * p.num_q_heads + 3) / 4))
+                              : dim3(static_cast<unsigned>(p.batch * p.num_q_heads));
   lc.blockDim = dim3(128);
   lc.dynamicSmemBytes = 0;
   lc.stream = stream;
@@ -356,8 +367,7 @@ absl::Status Launch(const Problem& p, void* workspace, const KernelConfig& cfg,
   attr.val.programmaticStreamSerializationAllowed = 1;
   lc.attrs = &attr;
   lc.numAttrs = dev.cc_major >= 9 ? 1 : 0;
-  RAGGED_CUDA_RETURN_IF_ERROR(cudaLaunchKernelExC(
-      &lc, split_combine ? CombineSplitKernelHandle() : CombineKernelHandle(), kargs));
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaLaunchKernelExC(&lc, combine, kargs));
   RAGGED_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return absl::OkStatus();
 }

@@ -172,9 +172,10 @@ std::string FeatureName(Feature f) {
 }
 
 // How the work is cut: the heuristic's grid; one tile per CTA share at least (nearly every pair
-// split, the combine for few pairs); or two CTAs (more than 4 pairs per CTA: the combine over
-// split pairs, CombineSplitKernel).
-enum class Schedule { kDefault, kManySplits, kTwoCtas };
+// split, the combine for few pairs); two CTAs (more than 4 pairs per CTA: the combine over split
+// pairs, CombineSplitKernel); or five CTAs (fewer than 4 pairs per CTA but few pieces per pair:
+// the combine with a warp per query head, CombineWarpKernel).
+enum class Schedule { kDefault, kManySplits, kTwoCtas, kFiveCtas };
 
 // dtype, feature, schedule, group size (8; or 64, which runs the wgmma variant for 16-bit types
 // on an H100 with an sm_90a build: head_dim 128, 64 heads per CTA).
@@ -261,9 +262,9 @@ TEST_P(CudaDecodeFeatureTest, MatchesReference) {
   HostProblem hp = MakeHostProblem(c);
   RaggedDecodeAttentionOptions o = hp.options(Platform::kCuda);
   if (schedule == Schedule::kManySplits) o.kernel_config = ManySplits();
-  if (schedule == Schedule::kTwoCtas) {
+  if (schedule == Schedule::kTwoCtas || schedule == Schedule::kFiveCtas) {
     o.kernel_config = KernelConfig{};
-    o.kernel_config->num_splits = 2;
+    o.kernel_config->num_splits = schedule == Schedule::kTwoCtas ? 2 : 5;
     o.kernel_config->chunk_size = 1;
   }
   EXPECT_TRUE(RunOnGpuAndCompare(hp, o)) << c.ToString() << " " << FeatureName(feature);
@@ -271,22 +272,25 @@ TEST_P(CudaDecodeFeatureTest, MatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(
     AllFeatures, CudaDecodeFeatureTest,
-    ::testing::Combine(
-        ::testing::Values(DType::kF32, DType::kF16, DType::kBF16),
-        ::testing::Values(Feature::kWindowLeft, Feature::kWindowBoth, Feature::kWindowRightOnly,
-                          Feature::kSoftCap, Feature::kSinksShared, Feature::kSinksPerKvHead,
-                          Feature::kSinksPerQueryHead, Feature::kSinksQueryDtype,
-                          Feature::kSinksOnEmptyRows, Feature::kF32Output, Feature::kQuery4D,
-                          Feature::kNoLse, Feature::kScale, Feature::kLongRows,
-                          Feature::kAllRowsEmpty, Feature::kAllFeatures),
-        ::testing::Values(Schedule::kDefault, Schedule::kManySplits, Schedule::kTwoCtas),
-        ::testing::Values(8, 64)),
+    ::testing::Combine(::testing::Values(DType::kF32, DType::kF16, DType::kBF16),
+                       ::testing::Values(Feature::kWindowLeft, Feature::kWindowBoth,
+                                         Feature::kWindowRightOnly, Feature::kSoftCap,
+                                         Feature::kSinksShared, Feature::kSinksPerKvHead,
+                                         Feature::kSinksPerQueryHead, Feature::kSinksQueryDtype,
+                                         Feature::kSinksOnEmptyRows, Feature::kF32Output,
+                                         Feature::kQuery4D, Feature::kNoLse, Feature::kScale,
+                                         Feature::kLongRows, Feature::kAllRowsEmpty,
+                                         Feature::kAllFeatures),
+                       ::testing::Values(Schedule::kDefault, Schedule::kManySplits,
+                                         Schedule::kTwoCtas, Schedule::kFiveCtas),
+                       ::testing::Values(8, 64)),
     [](const ::testing::TestParamInfo<FeatureParam>& info) {
       const Schedule sc = std::get<2>(info.param);
       return absl::StrCat(DTypeTag(std::get<0>(info.param)), "_",
                           FeatureName(std::get<1>(info.param)),
                           sc == Schedule::kManySplits ? "_ManySplits"
                           : sc == Schedule::kTwoCtas  ? "_TwoCtas"
+                          : sc == Schedule::kFiveCtas ? "_FiveCtas"
                                                       : "_Default",
                           "_G", std::get<3>(info.param));
     });
@@ -574,26 +578,54 @@ TEST_P(CudaDecodeStreamTest, BitwiseDeterministic) {
   c.seed = 13;
   EdgeAndRaggedLengths(c, c.seed);
   HostProblem hp = MakeHostProblem(c);
+  // 264 CTAs (the CTA-per-head combine) and 5 CTAs (the warp-per-head combine).
+  KernelConfig five_ctas;
+  five_ctas.num_splits = 5;
+  five_ctas.chunk_size = 1;
+  for (const KernelConfig& config : {ManySplits(), five_ctas}) {
+    RaggedDecodeAttentionOptions o = hp.options(Platform::kCuda);
+    o.kernel_config = config;
+    std::vector<HostResult> results;
+    for (int run = 0; run < 3; ++run) {
+      absl::StatusOr<DeviceProblem> d = Upload(hp, o, nullptr);
+      RAGGED_ASSERT_OK(d);
+      ASSERT_EQ(cudaMemset(d->ws.data(), run * 0x3C, d->ws.nbytes()), cudaSuccess);
+      RAGGED_ASSERT_OK(RaggedDecodeAttention(d->args, o, nullptr));
+      absl::StatusOr<HostResult> r = Download(*d, nullptr);
+      RAGGED_ASSERT_OK(r);
+      results.push_back(std::move(*r));
+    }
+    for (int run = 1; run < 3; ++run) {
+      EXPECT_EQ(
+          std::memcmp(results[0].out.data(), results[run].out.data(), results[0].out.nbytes()), 0)
+          << "output differs between run 0 and run " << run << " with " << config.ToString();
+      EXPECT_EQ(
+          std::memcmp(results[0].lse.data(), results[run].lse.data(), results[0].lse.nbytes()), 0)
+          << "lse differs between run 0 and run " << run << " with " << config.ToString();
+    }
+  }
+}
+
+// Many (row, query head) pairs of few pieces: the warp-per-head combine without its prefetch
+// (4 x 3,072 warps do not fit an H100 at once with it), with empty and one-position rows.
+TEST_P(CudaDecodeStreamTest, WarpCombineOfAManyHeadBatch) {
+  RAGGED_SKIP_WITHOUT_GPU();
+  TestCase c;
+  c.dtype = GetParam();
+  c.batch = 48;
+  c.capacity = 300;
+  c.num_q_heads = 64;
+  c.num_kv_heads = 1;
+  c.head_dim = 128;
+  c.sinks = Sinks::kPerQueryHead;
+  c.seed = 15;
+  EdgeAndRaggedLengths(c, c.seed);
+  HostProblem hp = MakeHostProblem(c);
   RaggedDecodeAttentionOptions o = hp.options(Platform::kCuda);
-  o.kernel_config = ManySplits();
-  std::vector<HostResult> results;
-  for (int run = 0; run < 3; ++run) {
-    absl::StatusOr<DeviceProblem> d = Upload(hp, o, nullptr);
-    RAGGED_ASSERT_OK(d);
-    ASSERT_EQ(cudaMemset(d->ws.data(), run * 0x3C, d->ws.nbytes()), cudaSuccess);
-    RAGGED_ASSERT_OK(RaggedDecodeAttention(d->args, o, nullptr));
-    absl::StatusOr<HostResult> r = Download(*d, nullptr);
-    RAGGED_ASSERT_OK(r);
-    results.push_back(std::move(*r));
-  }
-  for (int run = 1; run < 3; ++run) {
-    EXPECT_EQ(std::memcmp(results[0].out.data(), results[run].out.data(), results[0].out.nbytes()),
-              0)
-        << "output differs between run 0 and run " << run;
-    EXPECT_EQ(std::memcmp(results[0].lse.data(), results[run].lse.data(), results[0].lse.nbytes()),
-              0)
-        << "lse differs between run 0 and run " << run;
-  }
+  KernelConfig config;
+  config.chunk_size = 1;
+  o.kernel_config = config;
+  EXPECT_TRUE(RunOnGpuAndCompare(hp, o));
 }
 
 TEST_P(CudaDecodeStreamTest, OutOfRangeStartEndAreClampedOnTheDevice) {

@@ -406,7 +406,7 @@ __device__ __forceinline__ int64_t ActiveCtas(const DecodeParams& p, int64_t tot
 }
 
 // Computes T, this CTA's share and its first cursor; caches the info of the share's first rows in
-// `rows`. CTA 0 of slice 0 also writes the row prefix and the header for the combine kernel;
+// `rows`. CTA 0 of slice 0 also writes the row prefix (for CombineSplitKernel's empty rows);
 // with `record` (slice 0), every CTA writes its cta_split entry. Must be called by the whole
 // block.
 __device__ inline Schedule ComputeSchedule(const DecodeParams& p, int cta, bool writer, bool record,
@@ -476,8 +476,6 @@ __device__ inline Schedule ComputeSchedule(const DecodeParams& p, int cta, bool 
   trace.Mark(9);
   if (writer && threadIdx.x == 0) {
     p.row_prefix[p.batch] = total;
-    p.header->total_tiles = total;
-    p.header->active_ctas = static_cast<int32_t>(active);
   }
   __syncthreads();
   if (s.t0 < s.t1) {

@@ -22,6 +22,9 @@ const void* DecodeKernelF32(int head_dim, bool wide_scratch, bool wgmma);
 bool WgmmaCompiled();
 // The combine of the decode kernel's partials (one CTA of 128 threads per (row, KV head)).
 const void* CombineKernelHandle();
+// The combine for pairs of few pieces (one warp per (row, query head), 4 per CTA of 128 threads);
+// `prefetch`: the variant that loads the first pieces' partials early (more registers).
+const void* CombineWarpKernelHandle(bool prefetch);
 // The combine for batches of many more pairs than persistent CTAs (grid and block: see
 // CombineSplitKernel in merge_cuda.cu).
 const void* CombineSplitKernelHandle();

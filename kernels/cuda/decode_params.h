@@ -26,13 +26,6 @@ enum ElemCode : int32_t { kElemF32 = 0, kElemF16 = 1, kElemBF16 = 2 };
 // Sink layouts, as in kernels/problem.h's SinkLayout.
 enum SinkCode : int32_t { kSinkNone = 0, kSinkShared = 1, kSinkPerKvHead = 2, kSinkPerQHead = 3 };
 
-// The header of the workspace, written by CTA 0 of the decode kernel, read by the combine.
-struct WorkspaceHeader {
-  int64_t total_tiles;  // T: tiles over all (row, KV head) pairs
-  int32_t active_ctas;  // CTAs that received a non-empty share (N_eff)
-  int32_t pad;
-};
-
 struct DecodeParams {
   // Inputs.
   const void* q;  // [B, HQ, D]
@@ -76,8 +69,7 @@ struct DecodeParams {
   int32_t min_tiles_per_cta;  // a CTA gets at least this many tiles (fewer CTAs for small work)
 
   // Workspace (caller-provided, see WorkspaceLayout in cuda_backend.cu).
-  WorkspaceHeader* header;
-  int64_t* row_prefix;  // [B + 1]: flat index of the first tile of pair (b, 0)
+  int64_t* row_prefix;  // [B + 1]: flat index of the first tile of pair (b, 0) (CombineSplitKernel)
   float* part_lse;      // [slots, group_size]
   float* part_o;        // [slots, group_size, head_dim]
   int2* cta_split;      // [num_ctas]: {pair, CTA holding its last tile} when CTA c's share starts

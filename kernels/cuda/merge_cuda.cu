@@ -31,20 +31,54 @@ __device__ __forceinline__ void SinkStats(const DecodeParams& p, int64_t g, int6
   *row_out = arow;
 }
 
-// One CTA of 4 warps per (row, KV head, query head of the group). Warp 0 reduces the partials
-// lse (lanes striding over the pieces); then warp w accumulates pieces w, w + 4, ... for all of
-// head_dim (float4 per lane) and the four warp sums are added in a fixed order: deterministic, and
-// only ceil(pieces / 4) dependent loads per lane.
+// The pieces of pair (b, g): the CTAs c0..c1 whose shares hold its tiles (partials in slots
+// pair + c); none (c0 > c1) for a row without valid positions. Not `split` when one CTA holds the
+// whole pair: the decode kernel wrote its output. Computed by one warp (every lane gets the result)
+// from start/end as ComputeSchedule counts them, which a combine kernel may read before its
+// griddepcontrol.wait: the decode kernel does not write them, and they were final when it started.
+// So the round trip to memory is off the critical path, and a pair held whole leaves at once.
+struct Pieces {
+  int64_t c0, c1;
+  bool split;
+};
+__device__ __forceinline__ Pieces PairPieces(const DecodeParams& p, int64_t b, int64_t g,
+                                             int lane) {
+  int64_t total = 0, before = 0, tiles = 0;
+  for (int64_t row = lane; row < p.batch; row += 32) {
+    const RowInfo ri = LoadRowInfo(p, row);
+    const int64_t t = (ri.len + p.block_n - 1) / p.block_n;
+    total += t;
+    if (row < b) before += t;
+    if (row == b) tiles = t;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    total += __shfl_xor_sync(0xffffffffu, total, o);
+    before += __shfl_xor_sync(0xffffffffu, before, o);
+    tiles += __shfl_xor_sync(0xffffffffu, tiles, o);
+  }
+  if (tiles == 0) return Pieces{0, -1, true};
+  const int64_t hkv = p.num_kv_heads;
+  total *= hkv;
+  const int64_t active = ActiveCtas(p, total);
+  const int64_t f0 = before * hkv + g * tiles;
+  Pieces c;
+  c.c0 = CtaOfTile(f0, total, active);
+  c.c1 = CtaOfTile(f0 + tiles - 1, total, active);
+  c.split = c.c0 != c.c1;
+  return c;
+}
+
+// One CTA of 4 warps per (row, KV head, query head of the group), for pairs of many pieces
+// (S_full: ~34). Its time is a chain of memory round trips, kept short: the pieces are known
+// before griddepcontrol.wait (PairPieces); after it, each warp issues the loads of its first
+// pieces' partial O (up to kBatch) together with those of all pieces' lse, reduces the lse itself
+// (no barrier), then accumulates. Warp w takes pieces w, w + 4, ... in order (float4 per lane) and
+// the four warp sums are added in a fixed order: deterministic.
 __global__ void __launch_bounds__(128) CombineKernel(const __grid_constant__ DecodeParams p) {
-  __shared__ float s_top, s_factor;
+  constexpr int kBatch = 8;
   __shared__ float4 s_acc[4][64];  // [warp][head_dim / 4]
   TraceScope trace(kTraceCombine, blockIdx.x);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // Launched as a programmatic dependent of the decode kernel (on sm_90): wait until that grid
-  // has completed and its writes are visible.
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-  trace.Mark(2);
   const int G = p.group_size;
   const int64_t pair = blockIdx.x / G;
   const int r = static_cast<int>(blockIdx.x % G);
@@ -52,63 +86,81 @@ __global__ void __launch_bounds__(128) CombineKernel(const __grid_constant__ Dec
   const int64_t h = g * G + r;
   const int kD = p.head_dim;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t total = p.header->total_tiles;
-  const int64_t active = p.header->active_ctas;
-  const int64_t pre = p.row_prefix[b];
-  const int64_t tiles = (p.row_prefix[b + 1] - pre) / p.num_kv_heads;
-  int64_t c0 = 0, c1 = -1;
-  if (tiles > 0) {
-    const int64_t f0 = pre + g * tiles;
-    c0 = CtaOfTile(f0, total, active);
-    c1 = CtaOfTile(f0 + tiles - 1, total, active);
-    if (c0 == c1) return;  // written by the decode kernel
-  }
-  if (warp == 0) {
-    float smax;
-    int64_t arow;
-    SinkStats(p, g, h, &smax, &arow);
-    float mx = -INFINITY;
-    for (int64_t c = c0 + lane; c <= c1; c += 32) mx = fmaxf(mx, p.part_lse[(pair + c) * G + r]);
-    mx = WarpMax(mx);
-    const float top = fmaxf(mx, smax);
-    const float tu = top == -INFINITY ? 0.0f : top;
-    float denom = 0.0f;
-    for (int64_t c = c0 + lane; c <= c1; c += 32) {
-      denom += expf(p.part_lse[(pair + c) * G + r] - tu);
-    }
-    denom = WarpSum(denom);
-    for (int j = 0; j < p.num_sinks; ++j) {
-      denom +=
-          expf(LoadElem(p.aux, arow * p.aux_stride_row + j * p.aux_stride_sink, p.aux_elem) - tu);
-    }
-    if (lane == 0) {
-      s_factor = (tiles > 0 && denom > 0.0f) ? 1.0f / denom : 0.0f;
-      s_top = tu;
-      if (p.lse != nullptr) {
-        p.lse[b * p.lse_stride_b + h * p.lse_stride_h] =
-            (denom > 0.0f || denom != denom) ? tu + logf(denom) : -INFINITY;
-      }
-    }
-  }
-  __syncthreads();
-  const float tu = s_top;
+  const Pieces pc = PairPieces(p, b, g, lane);
+  if (!pc.split) return;  // the same in every warp
+  const int64_t c0 = pc.c0, c1 = pc.c1;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // Launched as a programmatic dependent of the decode kernel (on sm_90): wait until that grid
+  // has completed and its writes are visible.
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+  trace.Mark(2);
+  const int64_t n = c1 - c0 + 1;  // pieces (0 for a row without valid positions)
+  const int64_t slot0 = pair + c0;
   const int d4 = kD / 4;
+  const float* lse_of = p.part_lse + r;  // piece i: lse_of[(slot0 + i) * G]
+  auto o_of = [&](int64_t i, int j) {
+    return reinterpret_cast<const float4*>(p.part_o + ((slot0 + i) * G + r) * kD)[j];
+  };
+  // This warp's first pieces (column `lane`), issued before the lse reduction needs them.
+  float4 ov[kBatch];
+  float lv[kBatch];
+#pragma unroll
+  for (int k = 0; k < kBatch; ++k) {
+    const int64_t i = warp + 4 * k;
+    if (i < n && lane < d4) {
+      ov[k] = o_of(i, lane);
+      lv[k] = lse_of[(slot0 + i) * G];
+    }
+  }
+  float smax;
+  int64_t arow;
+  SinkStats(p, g, h, &smax, &arow);
+  const float l0 = lane < n ? lse_of[(slot0 + lane) * G] : -INFINITY;
+  float mx = l0;
+  for (int64_t i = lane + 32; i < n; i += 32) mx = fmaxf(mx, lse_of[(slot0 + i) * G]);
+  mx = WarpMax(mx);
+  const float top = fmaxf(mx, smax);
+  const float tu = top == -INFINITY ? 0.0f : top;
+  float denom = lane < n ? expf(l0 - tu) : 0.0f;
+  for (int64_t i = lane + 32; i < n; i += 32) denom += expf(lse_of[(slot0 + i) * G] - tu);
+  denom = WarpSum(denom);
+  for (int j = 0; j < p.num_sinks; ++j) {
+    denom +=
+        expf(LoadElem(p.aux, arow * p.aux_stride_row + j * p.aux_stride_sink, p.aux_elem) - tu);
+  }
   for (int j = lane; j < d4; j += 32) {
     float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 4
-    for (int64_t c = c0 + warp; c <= c1; c += 4) {
-      const int64_t slot = pair + c;
-      const float w = expf(p.part_lse[slot * G + r] - tu);
-      const float4 o = reinterpret_cast<const float4*>(p.part_o + (slot * G + r) * kD)[j];
-      acc.x = fmaf(w, o.x, acc.x);
-      acc.y = fmaf(w, o.y, acc.y);
-      acc.z = fmaf(w, o.z, acc.z);
-      acc.w = fmaf(w, o.w, acc.w);
+    for (int64_t i0 = warp; i0 < n; i0 += 4 * kBatch) {
+      if (i0 != warp || j != lane) {  // the first batch of the first column is in flight already
+#pragma unroll
+        for (int k = 0; k < kBatch; ++k) {
+          const int64_t i = i0 + 4 * k;
+          if (i < n) {
+            ov[k] = o_of(i, j);
+            lv[k] = lse_of[(slot0 + i) * G];
+          }
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < kBatch; ++k) {
+        if (i0 + 4 * k < n) {
+          const float w = expf(lv[k] - tu);
+          acc.x = fmaf(w, ov[k].x, acc.x);
+          acc.y = fmaf(w, ov[k].y, acc.y);
+          acc.z = fmaf(w, ov[k].z, acc.z);
+          acc.w = fmaf(w, ov[k].w, acc.w);
+        }
+      }
     }
     s_acc[warp][j] = acc;
   }
+  if (warp == 0 && lane == 0 && p.lse != nullptr) {
+    p.lse[b * p.lse_stride_b + h * p.lse_stride_h] =
+        (denom > 0.0f || denom != denom) ? tu + logf(denom) : -INFINITY;
+  }
   __syncthreads();
-  const float factor = s_factor;
+  const float factor = (n > 0 && denom > 0.0f) ? 1.0f / denom : 0.0f;
   for (int d = threadIdx.x; d < kD; d += blockDim.x) {
     float v = 0.0f;
     for (int w = 0; w < 4; ++w) v += reinterpret_cast<const float*>(s_acc[w])[d];
@@ -129,7 +181,10 @@ __global__ void __launch_bounds__(128) CombineKernel(const __grid_constant__ Dec
 
 // Merges query head r of a split pair (b, g) over its pieces [c0, c1] (CTA numbers; slot
 // pair + c) with one warp: lanes over the float4 columns, the pieces in CTA order with their
-// weights broadcast by shuffles. Deterministic.
+// weights broadcast by shuffles. Deterministic. The partial O of the first kPre pieces is loaded
+// before the lse: one memory round trip fewer for pairs of at most kPre pieces (8 float4 registers
+// per piece), the same order of accumulation.
+template <int kPre>
 __device__ __forceinline__ void MergeHeadWarp(const DecodeParams& p, int64_t b, int64_t g, int r,
                                               int64_t pair, int64_t c0, int64_t c1, int lane) {
   const int G = p.group_size;
@@ -137,6 +192,17 @@ __device__ __forceinline__ void MergeHeadWarp(const DecodeParams& p, int64_t b, 
   const int d4 = p.head_dim / 4;
   const int64_t n = c1 - c0 + 1;
   const int64_t slot0 = pair + c0;
+  auto piece_o = [&](int64_t i) {
+    return reinterpret_cast<const float4*>(p.part_o + ((slot0 + i) * G + r) * p.head_dim);
+  };
+  float4 pre[kPre > 0 ? kPre : 1][2];
+#pragma unroll
+  for (int j = 0; j < kPre; ++j) {
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      if (j < n && lane + 32 * q < d4) pre[j][q] = piece_o(j)[lane + 32 * q];
+    }
+  }
   float smax;
   int64_t arow;
   SinkStats(p, g, h, &smax, &arow);
@@ -154,11 +220,29 @@ __device__ __forceinline__ void MergeHeadWarp(const DecodeParams& p, int64_t b, 
     const float w = i < n ? expf(li - tu) : 0.0f;
     denom += w;
     const int cnt = n - base < 32 ? static_cast<int>(n - base) : 32;
+    int j0 = 0;
+    if (base == 0) {
+#pragma unroll
+      for (int j = 0; j < kPre; ++j) {
+        if (j < cnt) {
+          const float wj = __shfl_sync(0xffffffffu, w, j);
+#pragma unroll
+          for (int q = 0; q < 2; ++q) {
+            if (lane + 32 * q < d4) {
+              acc[q].x = fmaf(wj, pre[j][q].x, acc[q].x);
+              acc[q].y = fmaf(wj, pre[j][q].y, acc[q].y);
+              acc[q].z = fmaf(wj, pre[j][q].z, acc[q].z);
+              acc[q].w = fmaf(wj, pre[j][q].w, acc[q].w);
+            }
+          }
+        }
+      }
+      j0 = kPre;
+    }
 #pragma unroll 2
-    for (int j = 0; j < cnt; ++j) {
+    for (int j = j0; j < cnt; ++j) {
       const float wj = __shfl_sync(0xffffffffu, w, j);
-      const float4* po =
-          reinterpret_cast<const float4*>(p.part_o + ((slot0 + base + j) * G + r) * p.head_dim);
+      const float4* po = piece_o(base + j);
 #pragma unroll
       for (int q = 0; q < 2; ++q) {
         const int idx = lane + 32 * q;
@@ -211,6 +295,33 @@ __device__ __forceinline__ float EmptyLse(const DecodeParams& p, int64_t g, int6
   return (denom > 0.0f || denom != denom) ? tu + logf(denom) : -INFINITY;
 }
 
+// One warp per (row, query head), four per CTA, for pairs of few pieces (the host picks it when
+// num_ctas / pairs + 2 <= 8): CombineKernel's CTA per query head would launch batch x HQ CTAs
+// (MQA: 4,096, in two waves on an H100, 13 us of a 125 us call).
+// kPre: pieces whose partial O is loaded before the lse (MergeHeadWarp); the host uses 4 where the
+// grid fits the GPU in one wave, else 0 (fewer registers: MQA's 4,096 warps in one wave).
+template <int kPre>
+__global__ void __launch_bounds__(128) CombineWarpKernel(const __grid_constant__ DecodeParams p) {
+  TraceScope trace(kTraceCombine, blockIdx.x);
+  const int G = p.group_size;
+  const int64_t hkv = p.num_kv_heads;
+  const int64_t heads = hkv * G;
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * 4 + (threadIdx.x >> 5);
+  if (idx >= p.batch * heads) return;
+  const int64_t b = idx / heads, h = idx % heads;
+  const int64_t g = h / G;
+  const int r = static_cast<int>(h % G);
+  const int64_t pair = b * hkv + g;
+  const int lane = threadIdx.x & 31;
+  const Pieces pc = PairPieces(p, b, g, lane);
+  if (!pc.split) return;  // written by the decode kernel
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // as in CombineKernel
+#endif
+  trace.Mark(2);
+  MergeHeadWarp<kPre>(p, b, g, r, pair, pc.c0, pc.c1, lane);
+}
+
 __global__ void __launch_bounds__(128, 10)
     CombineSplitKernel(const __grid_constant__ DecodeParams p) {
   TraceScope trace(kTraceCombine, blockIdx.y * static_cast<int64_t>(gridDim.x) + blockIdx.x);
@@ -232,7 +343,7 @@ __global__ void __launch_bounds__(128, 10)
   if (r >= G) return;
   if (split.x >= 0 && split.x != prev) {
     const int64_t pair = split.x;
-    MergeHeadWarp(p, pair / hkv, pair % hkv, r, pair, k - 1, split.y, lane);
+    MergeHeadWarp<0>(p, pair / hkv, pair % hkv, r, pair, k - 1, split.y, lane);
   }
   // Rows k, k + num_ctas, ... without valid positions: this warp's query head of every KV head
   // gets zeros and the lse of the sinks alone.
@@ -330,6 +441,10 @@ int32_t ElemOf(DType t) {
 }  // namespace cuda
 
 const void* CombineKernelHandle() { return reinterpret_cast<const void*>(&cuda::CombineKernel); }
+const void* CombineWarpKernelHandle(bool prefetch) {
+  return prefetch ? reinterpret_cast<const void*>(&cuda::CombineWarpKernel<4>)
+                  : reinterpret_cast<const void*>(&cuda::CombineWarpKernel<0>);
+}
 const void* CombineSplitKernelHandle() {
   return reinterpret_cast<const void*>(&cuda::CombineSplitKernel);
 }
