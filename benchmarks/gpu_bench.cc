@@ -7,12 +7,14 @@
 // the output are checked against the double-precision reference in the same run.
 //
 //   gpu_bench [--shapes B64_full,L_ragged] [--reps 50] [--json out.json] [--candidates]
-//             [--head-major] [--ceiling-sweep]
+//             [--head-major] [--ceiling-sweep] [--stream-timing]
 //
 // --candidates also times every candidate kernel config of each shape (tuning aid).
 // --head-major stores K and V as [batch, kv_heads, seq, head_dim] in memory (the kernels see the
 // usual [batch, seq, kv_heads, head_dim] view with permuted strides): a diagnostic of how much the
 // interleaving of the KV heads in memory costs.
+// --stream-timing also times each shape's calls with two events around all of them (mean per
+// call): what the per-call events of the method add (diagnostic; the table keeps the method).
 // --ceiling-sweep also times the read-only kernel over the byte counts of short calls (disjoint
 // regions of the ceiling's buffer, rotated so that L2 does not serve them): what a plain streaming
 // read reaches in that time, start and finish included.
@@ -237,6 +239,25 @@ double TimeMs(int reps, cudaStream_t s, Fn fn) {
   return Median(t);
 }
 
+// Mean time (ms) per call of `reps` back-to-back calls of `fn(rep)` between two CUDA events only
+// (--stream-timing: what the per-call events of TimeMs add to a call).
+template <typename Fn>
+double StreamMs(int reps, cudaStream_t s, Fn fn) {
+  cudaEvent_t a, b;
+  CUDA_OR_DIE(cudaEventCreate(&a));
+  CUDA_OR_DIE(cudaEventCreate(&b));
+  CUDA_OR_DIE(Spin(2'000'000 + 100'000 * static_cast<int64_t>(reps), s));
+  CUDA_OR_DIE(cudaEventRecord(a, s));
+  for (int r = 0; r < reps; ++r) fn(r);
+  CUDA_OR_DIE(cudaEventRecord(b, s));
+  CUDA_OR_DIE(cudaEventSynchronize(b));
+  float ms = 0;
+  CUDA_OR_DIE(cudaEventElapsedTime(&ms, a, b));
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return ms / reps;
+}
+
 struct Ceilings {
   double read_tbps = 0, copy_tbps = 0;
 };
@@ -400,6 +421,13 @@ class ShapeRunner {
     });
   }
 
+  // Mean ms per call over `reps` calls with events only around all of them.
+  double TimeStream(const RaggedDecodeAttentionOptions& opts, int reps) {
+    return StreamMs(reps, s_, [&](int r) {
+      OrDie(RaggedDecodeAttention(Args(r % num_sets_), opts, s_), "RaggedDecodeAttention");
+    });
+  }
+
   // Runs set 0 and checks rows against the reference; returns the max error (or -1 on failure).
   double Check(std::string* detail) {
     CUDA_OR_DIE(cudaMemsetAsync(out_.data(), 0xFF, out_.nbytes(), s_));
@@ -508,7 +536,7 @@ ShapeSignature SigOf(const Shape& sh) {
 int Main(int argc, char** argv) {
   std::string json_path, only;
   int reps = 50;
-  bool candidates = false, head_major = false, sweep = false;
+  bool candidates = false, head_major = false, sweep = false, stream_timing = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) {
@@ -523,10 +551,12 @@ int Main(int argc, char** argv) {
       head_major = true;
     } else if (a == "--ceiling-sweep") {
       sweep = true;
+    } else if (a == "--stream-timing") {
+      stream_timing = true;
     } else {
       std::fprintf(stderr,
                    "usage: gpu_bench [--shapes a,b] [--reps N] [--json FILE] [--candidates] "
-                   "[--head-major] [--ceiling-sweep]\n");
+                   "[--head-major] [--ceiling-sweep] [--stream-timing]\n");
       return 2;
     }
   }
@@ -578,6 +608,12 @@ int Main(int argc, char** argv) {
                 r.tbps, r.pct_read, r.sets,
                 r.check_ok ? absl::StrFormat("ok (max err %.1e)", r.max_err).c_str()
                            : ("FAILED " + detail).c_str());
+    if (stream_timing) {
+      const double ms = run.TimeStream(run.options(), reps);
+      std::printf("  %s without per-call events: %.4f ms per call (%.1f%% of the read ceiling)\n",
+                  sh.name.c_str(), ms,
+                  100.0 * run.valid_bytes() / (ms * 1e-3) / 1e12 / ceil.read_tbps);
+    }
     std::fflush(stdout);
     if (candidates) {
       const DeviceInfo dev = OrDie(internal::CudaDeviceInfo(0), "device info");
