@@ -334,12 +334,12 @@ absl::Status Launch(const Problem& p, void* workspace, const KernelConfig& cfg,
                                                dim3(threads), kargs, static_cast<size_t>(smem),
                                                stream));
   RAGGED_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  // With many more pairs than persistent CTAs, most pairs are whole in one share: a combine CTA
-  // per persistent CTA and 4 query heads, which merges only split pairs (M_ragged, 2,048 pairs on
-  // 264 CTAs: +1.3 to +2 points on an H100); else one CTA per (row, query head).
-  // Where pairs have few pieces (about num_ctas / pairs + 2 <= 8, counting the partial shares at
-  // both ends), one warp per (row, query head): MQA's 4,096 (row, head) CTAs ran in two waves;
-  // else (S_full: ~34 pieces per pair) one CTA per (row, query head), warps over the pieces.
+  // The combine, by pieces per pair. With many more pairs than persistent CTAs, most pairs are
+  // whole in one share: a combine CTA per persistent CTA and 4 query heads, which merges only
+  // split pairs (M_ragged, 2,048 pairs on 264 CTAs: +1.3 to +2 points on an H100). Where pairs
+  // have few pieces (about num_ctas / pairs + 2 <= 8, counting the partial shares at both ends),
+  // one warp per (row, query head) (MQA: one CTA per (row, query head) made 4,096 CTAs, two
+  // waves). Else (S_full: ~34 pieces per pair) one CTA per (row, query head), warps over pieces.
   const int64_t pairs = p.batch * p.num_kv_heads;
   const bool split_combine = pairs >= 4 * static_cast<int64_t>(num_ctas);
   const bool warp_combine = !split_combine && num_ctas / pairs + 2 <= 8;

@@ -1084,7 +1084,7 @@ __global__ void __launch_bounds__(kMaxDecodeThreads)
   TraceScope trace(kTraceDecode, blockIdx.x);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // The combine kernel is launched as a programmatic dependent: let it be scheduled now (it
-  // waits for this grid's completion before reading anything), which hides its launch latency.
+  // reads only inputs before it waits for this grid's completion), which hides its launch latency.
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
   const int nsplit = kMma ? static_cast<int>(blockDim.x >> 5) / (p.heads_per_block / 16) : 1;

@@ -20,7 +20,8 @@ const void* DecodeKernelF32(int head_dim, bool wide_scratch, bool wgmma);
 // True when the library was built with sm_90a code (CMAKE_CUDA_ARCHITECTURES lists 90a), so that
 // the wgmma variants run on compute capability 9.0 devices.
 bool WgmmaCompiled();
-// The combine of the decode kernel's partials (one CTA of 128 threads per (row, KV head)).
+// The combine of the decode kernel's partials for pairs of many pieces (one CTA of 128 threads
+// per (row, query head)).
 const void* CombineKernelHandle();
 // The combine for pairs of few pieces (one warp per (row, query head), 4 per CTA of 128 threads);
 // `prefetch`: the variant that loads the first pieces' partials early (more registers).
