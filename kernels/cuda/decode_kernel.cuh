@@ -51,6 +51,20 @@ __device__ __forceinline__ void CpAsync16(uint32_t dst, const void* src, bool va
   const int n = valid ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
 }
+// The same for data read once (K/V tiles), with an L2 evict-first policy (EvictFirstPolicy): the
+// streamed bytes do not push out of L2 what a call reads again (start/end, the partials that the
+// combine reads, Q).
+__device__ __forceinline__ uint64_t EvictFirstPolicy() {
+  uint64_t policy;
+  asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
+  return policy;
+}
+__device__ __forceinline__ void CpAsync16Once(uint32_t dst, const void* src, bool valid,
+                                              uint64_t policy) {
+  const int n = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(dst),
+               "l"(src), "r"(n), "l"(policy));
+}
 __device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
 __device__ __forceinline__ void CpAsyncWait() {
@@ -577,11 +591,12 @@ __device__ __forceinline__ void IssueTile(const DecodeParams& p, const SmemLayou
     uint32_t so = r0 * row_step + (kWg ? (ch >> 3) * block_n * 128u : 0u);
     const uint32_t sstep = rpp * row_step;
     const int chl = kWg ? (ch & 7) : ch;
+    const uint64_t once = EvictFirstPolicy();
     for (int r = r0; r < block_n; r += rpp) {
       const bool ok = r < valid;
       const uint32_t at = so + ((kSwz ? chl ^ (r & 7) : chl) << 4);
-      CpAsync16(kdst + at, ok ? ks : kbase, ok);
-      CpAsync16(vdst + at, ok ? vs : vbase, ok);
+      CpAsync16Once(kdst + at, ok ? ks : kbase, ok, once);
+      CpAsync16Once(vdst + at, ok ? vs : vbase, ok, once);
       ks += kstep;
       vs += vstep;
       so += sstep;
