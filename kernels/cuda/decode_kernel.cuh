@@ -270,6 +270,15 @@ __device__ __forceinline__ void StoreElem(void* base, int64_t i, float v, int32_
   }
 }
 
+// acc += w * v, per component (the weighted float4 accumulations of the SIMT path and the
+// combines).
+__device__ __forceinline__ void Fma4(float w, float4 v, float4& acc) {
+  acc.x = fmaf(w, v.x, acc.x);
+  acc.y = fmaf(w, v.y, acc.y);
+  acc.z = fmaf(w, v.z, acc.z);
+  acc.w = fmaf(w, v.w, acc.w);
+}
+
 __device__ __forceinline__ float WarpMax(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -1005,11 +1014,7 @@ struct SimtPath {
         for (int j = 0; j < kPerThread; ++j) {
           const int idx = c + 8 * j;
           if (idx < kC4) {
-            const float4 vv = vrow[idx];
-            o[j].x = fmaf(pt, vv.x, o[j].x);
-            o[j].y = fmaf(pt, vv.y, o[j].y);
-            o[j].z = fmaf(pt, vv.z, o[j].z);
-            o[j].w = fmaf(pt, vv.w, o[j].w);
+            Fma4(pt, vrow[idx], o[j]);
           }
         }
       }

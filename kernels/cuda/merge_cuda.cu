@@ -145,11 +145,7 @@ __global__ void __launch_bounds__(128) CombineKernel(const __grid_constant__ Dec
 #pragma unroll
       for (int k = 0; k < kBatch; ++k) {
         if (i0 + 4 * k < n) {
-          const float w = expf(lv[k] - tu);
-          acc.x = fmaf(w, ov[k].x, acc.x);
-          acc.y = fmaf(w, ov[k].y, acc.y);
-          acc.z = fmaf(w, ov[k].z, acc.z);
-          acc.w = fmaf(w, ov[k].w, acc.w);
+          Fma4(expf(lv[k] - tu), ov[k], acc);
         }
       }
     }
@@ -228,12 +224,7 @@ __device__ __forceinline__ void MergeHeadWarp(const DecodeParams& p, int64_t b, 
           const float wj = __shfl_sync(0xffffffffu, w, j);
 #pragma unroll
           for (int q = 0; q < 2; ++q) {
-            if (lane + 32 * q < d4) {
-              acc[q].x = fmaf(wj, pre[j][q].x, acc[q].x);
-              acc[q].y = fmaf(wj, pre[j][q].y, acc[q].y);
-              acc[q].z = fmaf(wj, pre[j][q].z, acc[q].z);
-              acc[q].w = fmaf(wj, pre[j][q].w, acc[q].w);
-            }
+            if (lane + 32 * q < d4) Fma4(wj, pre[j][q], acc[q]);
           }
         }
       }
@@ -246,13 +237,7 @@ __device__ __forceinline__ void MergeHeadWarp(const DecodeParams& p, int64_t b, 
 #pragma unroll
       for (int q = 0; q < 2; ++q) {
         const int idx = lane + 32 * q;
-        if (idx < d4) {
-          const float4 o = po[idx];
-          acc[q].x = fmaf(wj, o.x, acc[q].x);
-          acc[q].y = fmaf(wj, o.y, acc[q].y);
-          acc[q].z = fmaf(wj, o.z, acc[q].z);
-          acc[q].w = fmaf(wj, o.w, acc[q].w);
-        }
+        if (idx < d4) Fma4(wj, po[idx], acc[q]);
       }
     }
   }
