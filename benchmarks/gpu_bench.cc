@@ -213,16 +213,21 @@ void PrintTrace(const std::string& name) {
 }
 #endif
 
+// Head start for the host before `reps` timed calls: a GPU busy-wait of 2 ms plus 100 us per
+// call, so that the host (validation, config choice, two launches and two event records per call)
+// stays ahead of the GPU for all `reps` calls even when a call takes the GPU only ~50 us; a fixed
+// 2 ms let the host fall behind on the short shapes (S_full measured 63% of the ceiling with 40
+// calls, 71% with 13).
+cudaError_t HostHeadStart(int reps, cudaStream_t s) {
+  return Spin(2'000'000 + 100'000 * static_cast<int64_t>(reps), s);
+}
+
 // Median time (ms) of `reps` back-to-back calls of `fn(rep)`, measured with CUDA events.
 template <typename Fn>
 double TimeMs(int reps, cudaStream_t s, Fn fn) {
   std::vector<cudaEvent_t> ev(reps + 1);
   for (auto& e : ev) CUDA_OR_DIE(cudaEventCreate(&e));
-  // Head start for the host: 2 ms plus 100 us per call, so that the host (validation, config
-  // choice, two launches and two event records per call) stays ahead of the GPU for all `reps`
-  // calls even when a call takes the GPU only ~50 us; a fixed 2 ms let the host fall behind on
-  // the short shapes (S_full measured 63% of the ceiling with 40 calls, 71% with 13).
-  CUDA_OR_DIE(Spin(2'000'000 + 100'000 * static_cast<int64_t>(reps), s));
+  CUDA_OR_DIE(HostHeadStart(reps, s));
   for (int r = 0; r < reps; ++r) {
     CUDA_OR_DIE(cudaEventRecord(ev[r], s));
     fn(r);
@@ -246,7 +251,7 @@ double StreamMs(int reps, cudaStream_t s, Fn fn) {
   cudaEvent_t a, b;
   CUDA_OR_DIE(cudaEventCreate(&a));
   CUDA_OR_DIE(cudaEventCreate(&b));
-  CUDA_OR_DIE(Spin(2'000'000 + 100'000 * static_cast<int64_t>(reps), s));
+  CUDA_OR_DIE(HostHeadStart(reps, s));
   CUDA_OR_DIE(cudaEventRecord(a, s));
   for (int r = 0; r < reps; ++r) fn(r);
   CUDA_OR_DIE(cudaEventRecord(b, s));
