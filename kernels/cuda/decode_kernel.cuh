@@ -270,6 +270,36 @@ __device__ __forceinline__ void StoreElem(void* base, int64_t i, float v, int32_
   }
 }
 
+// Elements i .. i + 3 (any alignment: the output's strides need not be multiples of 4).
+__device__ __forceinline__ void StoreElem4(void* base, int64_t i, float4 v, int32_t code) {
+  switch (code) {
+    case kElemF16: {
+      __half* o = static_cast<__half*>(base) + i;
+      o[0] = __float2half_rn(v.x);
+      o[1] = __float2half_rn(v.y);
+      o[2] = __float2half_rn(v.z);
+      o[3] = __float2half_rn(v.w);
+      break;
+    }
+    case kElemBF16: {
+      __nv_bfloat16* o = static_cast<__nv_bfloat16*>(base) + i;
+      o[0] = __float2bfloat16_rn(v.x);
+      o[1] = __float2bfloat16_rn(v.y);
+      o[2] = __float2bfloat16_rn(v.z);
+      o[3] = __float2bfloat16_rn(v.w);
+      break;
+    }
+    default: {
+      float* o = static_cast<float*>(base) + i;
+      o[0] = v.x;
+      o[1] = v.y;
+      o[2] = v.z;
+      o[3] = v.w;
+      break;
+    }
+  }
+}
+
 // acc += w * v, per component (the weighted float4 accumulations of the SIMT path and the
 // combines).
 __device__ __forceinline__ void Fma4(float w, float4 v, float4& acc) {
@@ -1038,7 +1068,8 @@ struct SimtPath {
 };
 
 // Writes a finished segment: the final output (with sinks, when `whole`) or a partial.
-template <int kD, bool kWide>
+// kVec: the tensor-core kernels' vectorized loop.
+template <int kD, bool kWide, bool kVec>
 __device__ __forceinline__ void Epilogue(const DecodeParams& p, const SmemLayout& L,
                                          unsigned char* smem, int buf, int b, int g, int slice,
                                          bool whole, int64_t slot) {
@@ -1082,14 +1113,37 @@ __device__ __forceinline__ void Epilogue(const DecodeParams& p, const SmemLayout
     }
   }
   __syncthreads();
-  for (int idx = threadIdx.x; idx < rows * kD; idx += blockDim.x) {
-    const int r = idx / kD, d = idx % kD;
-    const float val = scratch[ScratchAt<kD, kWide>(r, d)] * factor[r];
-    if (whole) {
-      const int64_t h = static_cast<int64_t>(g) * G + first + r;
-      StoreElem(p.out, b * p.o_stride_b + h * p.o_stride_h + d, val, p.out_elem);
-    } else {
-      p.part_o[(slot * G + first + r) * kD + d] = val;
+  if constexpr (kVec) {
+    // Four consecutive dims per thread and step: both scratch layouts keep them contiguous and
+    // 16-byte aligned, and the partial O takes them as one 16-byte store. One element per step
+    // made the epilogue of MQA's 64 heads a chain of 64 dependent shared-memory loads per thread.
+    constexpr int kD4 = kD / 4;
+    for (int idx = threadIdx.x; idx < rows * kD4; idx += blockDim.x) {
+      const int r = idx / kD4, d = (idx - r * kD4) * 4;
+      const float f = factor[r];
+      float4 v = *reinterpret_cast<const float4*>(scratch + ScratchAt<kD, kWide>(r, d));
+      v.x *= f;
+      v.y *= f;
+      v.z *= f;
+      v.w *= f;
+      if (whole) {
+        const int64_t h = static_cast<int64_t>(g) * G + first + r;
+        StoreElem4(p.out, b * p.o_stride_b + h * p.o_stride_h + d, v, p.out_elem);
+      } else {
+        *reinterpret_cast<float4*>(p.part_o + (slot * G + first + r) * kD + d) = v;
+      }
+    }
+  } else {
+    // The SIMT path (f32), one element per step: the loop above costs it spills.
+    for (int idx = threadIdx.x; idx < rows * kD; idx += blockDim.x) {
+      const int r = idx / kD, d = idx % kD;
+      const float val = scratch[ScratchAt<kD, kWide>(r, d)] * factor[r];
+      if (whole) {
+        const int64_t h = static_cast<int64_t>(g) * G + first + r;
+        StoreElem(p.out, b * p.o_stride_b + h * p.o_stride_h + d, val, p.out_elem);
+      } else {
+        p.part_o[(slot * G + first + r) * kD + d] = val;
+      }
     }
   }
 }
@@ -1179,7 +1233,7 @@ __global__ void __launch_bounds__(kMaxDecodeThreads)
       path.Finish(p, L, smem, cons_buf, nsplit);
       const bool whole = seg_whole_start && cons.tile == cons.tiles - 1;
       const int64_t pair = static_cast<int64_t>(cons.b) * p.num_kv_heads + cons.g;
-      Epilogue<kD, kWide>(p, L, smem, cons_buf, cons.b, cons.g, slice, whole, pair + cta);
+      Epilogue<kD, kWide, kMma>(p, L, smem, cons_buf, cons.b, cons.g, slice, whole, pair + cta);
       trace.Set(6, cons.seg + 1);
     }
     cons_buf = cons_buf + 1 == stages ? 0 : cons_buf + 1;
