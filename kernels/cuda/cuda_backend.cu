@@ -330,9 +330,22 @@ absl::Status Launch(const Problem& p, void* workspace, const KernelConfig& cfg,
     return Invalid(absl::StrCat("grid of ", grid, " CTAs exceeds the CUDA limit"));
   }
   void* kargs[] = {&prm};
-  RAGGED_CUDA_RETURN_IF_ERROR(cudaLaunchKernel(kernel, dim3(static_cast<unsigned>(grid)),
-                                               dim3(threads), kargs, static_cast<size_t>(smem),
-                                               stream));
+  // On Hopper both kernels are programmatic dependent launches. The decode kernel's CTAs may be
+  // scheduled while the stream's previous kernel finishes (they wait for it with
+  // griddepcontrol.wait before reading anything), which hides the launch gap between calls;
+  // H100, two events around 40 calls: +0.3-1.5 points (S_full and L_window the most); the
+  // benchmark's event before every call (BENCHMARKS.md) leaves nothing to overlap.
+  cudaLaunchAttribute pdl;
+  pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  pdl.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t dc = {};
+  dc.gridDim = dim3(static_cast<unsigned>(grid));
+  dc.blockDim = dim3(threads);
+  dc.dynamicSmemBytes = static_cast<size_t>(smem);
+  dc.stream = stream;
+  dc.attrs = &pdl;
+  dc.numAttrs = dev.cc_major >= 9 ? 1 : 0;
+  RAGGED_CUDA_RETURN_IF_ERROR(cudaLaunchKernelExC(&dc, kernel, kargs));
   RAGGED_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   // The combine, by pieces per pair. With many more pairs than persistent CTAs, most pairs are
   // whole in one share: a combine CTA per persistent CTA and 4 query heads, which merges only
@@ -360,12 +373,9 @@ absl::Status Launch(const Problem& p, void* workspace, const KernelConfig& cfg,
   lc.blockDim = dim3(128);
   lc.dynamicSmemBytes = 0;
   lc.stream = stream;
-  // On Hopper the combine is a programmatic dependent launch: its CTAs are scheduled while the
-  // decode kernel runs and wait (griddepcontrol.wait) for its completion, hiding the launch gap.
-  cudaLaunchAttribute attr;
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  lc.attrs = &attr;
+  // The combine's CTAs are scheduled while the decode kernel runs and wait (griddepcontrol.wait)
+  // for its completion; once past that wait they let the stream's next kernel launch.
+  lc.attrs = &pdl;
   lc.numAttrs = dev.cc_major >= 9 ? 1 : 0;
   RAGGED_CUDA_RETURN_IF_ERROR(cudaLaunchKernelExC(&lc, combine, kargs));
   RAGGED_CUDA_RETURN_IF_ERROR(cudaGetLastError());

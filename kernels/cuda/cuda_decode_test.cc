@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "kernels/autotune.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_test_kernels.h"
 #include "kernels/cuda/cuda_test_util.h"
 #include "kernels/cuda/decode_launch.h"
 #include "kernels/ragged_decode_attention.h"
@@ -562,6 +563,88 @@ TEST_P(CudaDecodeStreamTest, GraphCaptureReplaysWithNewLengths) {
   }
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
+  cudaStreamDestroy(s);
+}
+
+// On Hopper the decode kernel is a programmatic dependent of the stream's previous kernel. A
+// producer that lets its dependents launch at once (griddepcontrol.launch_dependents) and writes
+// Q, K, V and the ranges 20 ms later must still be waited for: a decode (or a combine, which
+// reads the ranges before its own wait) that read its inputs early would see NaN and empty rows.
+TEST_P(CudaDecodeStreamTest, WaitsForAProducerThatLetsItLaunchEarly) {
+  RAGGED_SKIP_WITHOUT_GPU();
+  TestCase c;
+  c.dtype = GetParam();
+  c.batch = 6;
+  c.capacity = 1000;
+  c.num_q_heads = 16;
+  c.num_kv_heads = 4;
+  c.head_dim = 128;
+  c.sinks = Sinks::kPerKvHead;
+  c.seed = 17;
+  EdgeAndRaggedLengths(c, c.seed);
+  HostProblem hp = MakeHostProblem(c);
+  cudaStream_t s;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  // Long enough for a reader that did not wait to see the old contents, under compute-sanitizer
+  // too.
+  constexpr int kDelayUs = 20000;
+  absl::StatusOr<DeviceInfo> dev = internal::CudaDeviceInfo(0);
+  RAGGED_ASSERT_OK(dev);
+  if (dev->cc_major >= 9) {
+    // The setup can catch a consumer that does not wait: one launched behind the same producer
+    // reads the old word. Both kernels run once first, so that loading their module (lazily, at
+    // the first launch) does not delay the reader past the producer's write.
+    absl::StatusOr<DeviceBuffer> words = DeviceBuffer::AllocateBytes(12, 0);
+    RAGGED_ASSERT_OK(words);
+    uint32_t* w = static_cast<uint32_t*>(words->data());  // old, new, what the reader saw
+    ASSERT_EQ(testing::LaunchLateCopy(testing::CopyJobs{}, 0, s), cudaSuccess);
+    ASSERT_EQ(testing::LaunchEarlyRead(w, w + 2, s), cudaSuccess);
+    const uint32_t init[3] = {0xFFFFFFFFu, 0x12345678u, 0u};
+    ASSERT_EQ(cudaMemcpyAsync(w, init, sizeof(init), cudaMemcpyHostToDevice, s), cudaSuccess);
+    testing::CopyJobs one;
+    one.job[one.count++] = testing::CopyJob{w, w + 1, 4};
+    ASSERT_EQ(testing::LaunchLateCopy(one, kDelayUs, s), cudaSuccess);
+    ASSERT_EQ(testing::LaunchEarlyRead(w, w + 2, s), cudaSuccess);
+    uint32_t got[3];
+    ASSERT_EQ(cudaMemcpyAsync(got, w, sizeof(got), cudaMemcpyDeviceToHost, s), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+    EXPECT_EQ(got[0], 0x12345678u);
+    // compute-sanitizer runs launches one after another, so there nothing launches early
+    // (scripts/compute-sanitizer says so with RAGGED_TEST_SERIALIZED_LAUNCHES=1).
+    const char* serialized = std::getenv("RAGGED_TEST_SERIALIZED_LAUNCHES");
+    if (serialized == nullptr || std::string(serialized) != "1") {
+      EXPECT_EQ(got[2], 0xFFFFFFFFu) << "the early reader saw the producer's write";
+    }
+  }
+  for (bool many_splits : {false, true}) {
+    RaggedDecodeAttentionOptions o = hp.options(Platform::kCuda);
+    if (many_splits) o.kernel_config = ManySplits();
+    absl::StatusOr<DeviceProblem> d = Upload(hp, o, s);
+    RAGGED_ASSERT_OK(d);
+    // The real inputs move to staging buffers; the call's own get NaN (Q, K, V) and empty rows.
+    std::vector<DeviceBuffer> staged;
+    testing::CopyJobs jobs;
+    for (DeviceBuffer* b : {&d->q, &d->k, &d->v, &d->start, &d->end}) {
+      absl::StatusOr<DeviceBuffer> copy = DeviceBuffer::AllocateBytes(b->nbytes(), 0);
+      RAGGED_ASSERT_OK(copy);
+      ASSERT_EQ(cudaMemcpyAsync(copy->data(), b->data(), b->nbytes(), cudaMemcpyDeviceToDevice, s),
+                cudaSuccess);
+      const bool ranges = b == &d->start || b == &d->end;
+      ASSERT_EQ(cudaMemsetAsync(b->data(), ranges ? 0 : 0xFF, b->nbytes(), s), cudaSuccess);
+      jobs.job[jobs.count++] =
+          testing::CopyJob{b->data(), copy->data(), static_cast<size_t>(b->nbytes())};
+      staged.push_back(std::move(*copy));
+    }
+    ASSERT_EQ(testing::LaunchLateCopy(jobs, kDelayUs, s), cudaSuccess);
+    RAGGED_ASSERT_OK(RaggedDecodeAttention(d->args, o, s));
+    absl::StatusOr<HostResult> r = Download(*d, s);
+    RAGGED_ASSERT_OK(r);
+    absl::StatusOr<ReferenceResult> ref = ClampedReference(hp, o);
+    RAGGED_ASSERT_OK(ref);
+    TensorView lse = r->lse.view();
+    EXPECT_TRUE(MatchesReference(*ref, r->out.view(), &lse, c.dtype))
+        << "many_splits " << many_splits;
+  }
   cudaStreamDestroy(s);
 }
 

@@ -1157,8 +1157,12 @@ __global__ void __launch_bounds__(kMaxDecodeThreads)
   extern __shared__ __align__(128) unsigned char smem[];
   TraceScope trace(kTraceDecode, blockIdx.x);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // Launched as a programmatic dependent of the stream's previous kernel (Hopper), this grid's
+  // CTAs may start before that kernel is complete: nothing is read before it is.
+  asm volatile("griddepcontrol.wait;" ::: "memory");
   // The combine kernel is launched as a programmatic dependent: let it be scheduled now (it
-  // reads only inputs before it waits for this grid's completion), which hides its launch latency.
+  // reads only inputs before it waits for this grid's completion, final since the wait above),
+  // which hides its launch latency.
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
   const int nsplit = kMma ? static_cast<int>(blockDim.x >> 5) / (p.heads_per_block / 16) : 1;

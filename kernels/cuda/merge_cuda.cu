@@ -35,8 +35,9 @@ __device__ __forceinline__ void SinkStats(const DecodeParams& p, int64_t g, int6
 // pair + c); none (c0 > c1) for a row without valid positions. Not `split` when one CTA holds the
 // whole pair: the decode kernel wrote its output. Computed by one warp (every lane gets the result)
 // from start/end as ComputeSchedule counts them, which a combine kernel may read before its
-// griddepcontrol.wait: the decode kernel does not write them, and they were final when it started.
-// So the round trip to memory is off the critical path, and a pair held whole leaves at once.
+// griddepcontrol.wait: the decode kernel does not write them, and they were final when it let the
+// combine launch (after its own griddepcontrol.wait for the stream's previous kernel). So the round
+// trip to memory is off the critical path, and a pair held whole leaves at once.
 struct Pieces {
   int64_t c0, c1;
   bool split;
@@ -91,8 +92,10 @@ __global__ void __launch_bounds__(128) CombineKernel(const __grid_constant__ Dec
   const int64_t c0 = pc.c0, c1 = pc.c1;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // Launched as a programmatic dependent of the decode kernel (on sm_90): wait until that grid
-  // has completed and its writes are visible.
+  // has completed and its writes are visible. Then let the stream's next kernel launch: a decode
+  // call waits for this grid's completion in turn before it reads anything.
   asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
   trace.Mark(2);
   const int64_t n = c1 - c0 + 1;  // pieces (0 for a row without valid positions)
@@ -302,6 +305,7 @@ __global__ void __launch_bounds__(128) CombineWarpKernel(const __grid_constant__
   if (!pc.split) return;  // written by the decode kernel
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");  // as in CombineKernel
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
   trace.Mark(2);
   MergeHeadWarp<kPre>(p, b, g, r, pair, pc.c0, pc.c1, lane);
@@ -312,6 +316,7 @@ __global__ void __launch_bounds__(128, 10)
   TraceScope trace(kTraceCombine, blockIdx.y * static_cast<int64_t>(gridDim.x) + blockIdx.x);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");  // as in CombineKernel
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
   trace.Mark(2);
   const int G = p.group_size;

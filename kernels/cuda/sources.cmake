@@ -10,7 +10,8 @@ target_sources(ragged PRIVATE
 
 if(RAGGED_BUILD_TESTS)
   # ragged_test_util is defined after this fragment is included: link it by name.
-  ragged_test(cuda_decode_test ${CMAKE_CURRENT_LIST_DIR}/cuda_decode_test.cc LABELS gpu)
+  ragged_test(cuda_decode_test ${CMAKE_CURRENT_LIST_DIR}/cuda_decode_test.cc
+              ${CMAKE_CURRENT_LIST_DIR}/cuda_test_kernels.cu LABELS gpu)
   target_link_libraries(cuda_decode_test PRIVATE ragged_test_util)
   ragged_test(cuda_merge_test ${CMAKE_CURRENT_LIST_DIR}/cuda_merge_test.cc LABELS gpu)
   target_link_libraries(cuda_merge_test PRIVATE ragged_test_util)
