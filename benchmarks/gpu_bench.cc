@@ -82,6 +82,10 @@ std::vector<Shape> AllShapes() {
   // (two launches, the schedule, the first loads, the combine).
   v.push_back({"tiny", 1, 512, 32, 8, 128});
   v.back().on_request = true;
+  // On request: 128 query heads per KV head, two head slices of 64 (each slice's CTA reads the
+  // same K/V tiles).
+  v.push_back({"MQA128", 64, 8192, 128, 1, 128});
+  v.back().on_request = true;
   return v;
 }
 
