@@ -740,6 +740,46 @@ struct MmaPath {
     }
   }
 
+  // The online-softmax step of a fragment of raw dot products (rows lane/4 and lane/4 + 8,
+  // columns >= valid masked): S becomes P (un-normalized probabilities), the row max m and sum l
+  // move, and O is rescaled when the max moved in any row of the warp (rarely after the first
+  // tiles).
+  template <int kNt>
+  __device__ __forceinline__ void Softmax(const DecodeParams& p, float (&s)[kNt][4], int valid,
+                                          int tig) {
+    float mx[2] = {-INFINITY, -INFINITY};
+    LogitsAndMask(p, s, valid, tig, mx);
+    float alpha[2], mu[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float m_new = fmaxf(m[r], mx[r]);
+      mu[r] = m_new == -INFINITY ? 0.0f : m_new;
+      alpha[r] = FastExp2(m[r] - mu[r]);
+      m[r] = m_new;
+      l[r] *= alpha[r];
+    }
+#pragma unroll
+    for (int nt = 0; nt < kNt; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float pr = FastExp2(s[nt][e] - mu[e >> 1]);
+        s[nt][e] = pr;
+        l[e >> 1] += pr;
+      }
+    }
+    if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
+#pragma unroll
+      for (int i = 0; i < kNTiles; ++i) {
+        o[i][0] *= alpha[0];
+        o[i][1] *= alpha[0];
+        o[i][2] *= alpha[1];
+        o[i][3] *= alpha[1];
+      }
+    }
+  }
+
   // The warpgroup-MMA tile (kWg: 4 warps x 16 heads = 64 heads, 64 positions, head_dim 128, one
   // warp per row block): S = Q K^T on wgmma m64n64k16 (Q fragments from registers, K through a
   // K-major descriptor), the online softmax on S's registers as in Chunk (the accumulator layout
@@ -763,38 +803,7 @@ struct MmaPath {
     WgmmaCommit();
     WgmmaWait0();
     PinRegs<kN / 2>(sf);
-    const int tig = lane & 3;
-    float mx[2] = {-INFINITY, -INFINITY};
-    LogitsAndMask(p, s, valid, tig, mx);
-    float alpha[2], mu[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float m_new = fmaxf(m[r], mx[r]);
-      mu[r] = m_new == -INFINITY ? 0.0f : m_new;
-      alpha[r] = FastExp2(m[r] - mu[r]);
-      m[r] = m_new;
-      l[r] *= alpha[r];
-    }
-#pragma unroll
-    for (int nt = 0; nt < kN / 8; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float pr = FastExp2(s[nt][e] - mu[e >> 1]);
-        s[nt][e] = pr;
-        l[e >> 1] += pr;
-      }
-    }
-    if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
-#pragma unroll
-      for (int i = 0; i < kNTiles; ++i) {
-        o[i][0] *= alpha[0];
-        o[i][1] *= alpha[0];
-        o[i][2] *= alpha[1];
-        o[i][3] *= alpha[1];
-      }
-    }
+    Softmax(p, s, valid, lane & 3);
     uint32_t pa[kN / 16][4];
 #pragma unroll
     for (int kk = 0; kk < kN / 16; ++kk) {
@@ -845,39 +854,7 @@ struct MmaPath {
         MmaOp<T>::Run(s[2 * gi + 1], a, b[2], b[3]);
       }
     }
-    const int tig = lane & 3;
-    float mx[2] = {-INFINITY, -INFINITY};
-    LogitsAndMask(p, s, valid, tig, mx);
-    float alpha[2], mu[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float m_new = fmaxf(m[r], mx[r]);
-      mu[r] = m_new == -INFINITY ? 0.0f : m_new;
-      alpha[r] = FastExp2(m[r] - mu[r]);
-      m[r] = m_new;
-      l[r] *= alpha[r];
-    }
-#pragma unroll
-    for (int nt = 0; nt < 2 * kG; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float pr = FastExp2(s[nt][e] - mu[e >> 1]);
-        s[nt][e] = pr;
-        l[e >> 1] += pr;
-      }
-    }
-    // The running max rarely moves after the first tiles: skip the rescale when it did not.
-    if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
-#pragma unroll
-      for (int i = 0; i < kNTiles; ++i) {
-        o[i][0] *= alpha[0];
-        o[i][1] *= alpha[0];
-        o[i][2] *= alpha[1];
-        o[i][3] *= alpha[1];
-      }
-    }
+    Softmax(p, s, valid, lane & 3);
 #pragma unroll
     for (int gi = 0; gi < kG; ++gi) {
       uint32_t a[4];
