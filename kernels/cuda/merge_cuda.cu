@@ -18,8 +18,10 @@ namespace cuda {
 // The combine kernel: one CTA per (row, KV head) pair. Writes empty rows (zeros, lse of the sinks
 // or -inf) and merges the partials of pairs split over several CTAs, in CTA order.
 
-__device__ __forceinline__ void SinkStats(const DecodeParams& p, int64_t g, int64_t h,
-                                          float* max_out, int64_t* row_out) {
+// The sinks' row of aux for query head h of KV head g, and their maximum (-inf without sinks).
+template <typename Params>
+__device__ __forceinline__ void SinkStats(const Params& p, int64_t g, int64_t h, float* max_out,
+                                          int64_t* row_out) {
   int64_t arow = 0;
   if (p.sink_layout == kSinkPerKvHead) arow = g;
   if (p.sink_layout == kSinkPerQHead) arow = h;
@@ -29,6 +31,15 @@ __device__ __forceinline__ void SinkStats(const DecodeParams& p, int64_t g, int6
   }
   *max_out = mx;
   *row_out = arow;
+}
+
+// denom + the sum over the sinks of aux row `arow` of exp(sink - t), added in sink order.
+template <typename Params>
+__device__ __forceinline__ float AddSinks(const Params& p, int64_t arow, float t, float denom) {
+  for (int j = 0; j < p.num_sinks; ++j) {
+    denom += expf(LoadElem(p.aux, arow * p.aux_stride_row + j * p.aux_stride_sink, p.aux_elem) - t);
+  }
+  return denom;
 }
 
 // The pieces of pair (b, g): the CTAs c0..c1 whose shares hold its tiles (partials in slots
@@ -128,10 +139,7 @@ __global__ void __launch_bounds__(128) CombineKernel(const __grid_constant__ Dec
   float denom = lane < n ? expf(l0 - tu) : 0.0f;
   for (int64_t i = lane + 32; i < n; i += 32) denom += expf(lse_of[(slot0 + i) * G] - tu);
   denom = WarpSum(denom);
-  for (int j = 0; j < p.num_sinks; ++j) {
-    denom +=
-        expf(LoadElem(p.aux, arow * p.aux_stride_row + j * p.aux_stride_sink, p.aux_elem) - tu);
-  }
+  denom = AddSinks(p, arow, tu, denom);
   for (int j = lane; j < d4; j += 32) {
     float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
     for (int64_t i0 = warp; i0 < n; i0 += 4 * kBatch) {
@@ -245,10 +253,7 @@ __device__ __forceinline__ void MergeHeadWarp(const DecodeParams& p, int64_t b, 
     }
   }
   denom = WarpSum(denom);
-  for (int j = 0; j < p.num_sinks; ++j) {
-    denom +=
-        expf(LoadElem(p.aux, arow * p.aux_stride_row + j * p.aux_stride_sink, p.aux_elem) - tu);
-  }
+  denom = AddSinks(p, arow, tu, denom);
   const float factor = denom > 0.0f ? 1.0f / denom : 0.0f;
   if (lane == 0 && p.lse != nullptr) {
     p.lse[b * p.lse_stride_b + h * p.lse_stride_h] =
@@ -276,10 +281,7 @@ __device__ __forceinline__ float EmptyLse(const DecodeParams& p, int64_t g, int6
   if (p.num_sinks == 0) return -INFINITY;
   const float tu = smax == -INFINITY ? 0.0f : smax;
   float denom = 0.0f;
-  for (int j = 0; j < p.num_sinks; ++j) {
-    denom +=
-        expf(LoadElem(p.aux, arow * p.aux_stride_row + j * p.aux_stride_sink, p.aux_elem) - tu);
-  }
+  denom = AddSinks(p, arow, tu, denom);
   return (denom > 0.0f || denom != denom) ? tu + logf(denom) : -INFINITY;
 }
 
@@ -367,14 +369,9 @@ __global__ void __launch_bounds__(128) MergeKernel(const __grid_constant__ Merge
       if (l != l) nan = true;
       mx = fmaxf(mx, l);
     }
-    int64_t arow = 0;
-    if (p.sink_layout == kSinkPerKvHead) arow = h / p.group_size;
-    if (p.sink_layout == kSinkPerQHead) arow = h;
-    float smax = -INFINITY;
-    for (int j = 0; j < p.num_sinks; ++j) {
-      smax =
-          fmaxf(smax, LoadElem(p.aux, arow * p.aux_stride_row + j * p.aux_stride_sink, p.aux_elem));
-    }
+    float smax;
+    int64_t arow;
+    SinkStats(p, h / p.group_size, h, &smax, &arow);
     const float top = nan ? NAN : fmaxf(mx, smax);
     float denom = 0.0f;
     if (mx != -INFINITY || nan) {
@@ -384,10 +381,7 @@ __global__ void __launch_bounds__(128) MergeKernel(const __grid_constant__ Merge
         denom += expf(l - top);
       }
     }
-    for (int j = 0; j < p.num_sinks; ++j) {
-      denom +=
-          expf(LoadElem(p.aux, arow * p.aux_stride_row + j * p.aux_stride_sink, p.aux_elem) - top);
-    }
+    denom = AddSinks(p, arow, top, denom);
     s_top = top;
     s_any = (mx != -INFINITY || nan) ? 1 : 0;
     s_factor = 1.0f / denom;
