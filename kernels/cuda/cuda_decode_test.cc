@@ -512,18 +512,25 @@ INSTANTIATE_TEST_SUITE_P(DTypes, CudaDecodeViewTest,
 
 class CudaDecodeStreamTest : public ::testing::TestWithParam<DType> {};
 
-TEST_P(CudaDecodeStreamTest, GraphCaptureReplaysWithNewLengths) {
-  RAGGED_SKIP_WITHOUT_GPU();
+// Six ragged rows (edge lengths included), 16 query heads on 4 KV heads, head_dim 128, sinks per
+// KV head.
+TestCase SmallStreamCase(DType dtype, int seed) {
   TestCase c;
-  c.dtype = GetParam();
+  c.dtype = dtype;
   c.batch = 6;
   c.capacity = 1000;
   c.num_q_heads = 16;
   c.num_kv_heads = 4;
   c.head_dim = 128;
   c.sinks = Sinks::kPerKvHead;
-  c.seed = 12;
+  c.seed = seed;
   EdgeAndRaggedLengths(c, c.seed);
+  return c;
+}
+
+TEST_P(CudaDecodeStreamTest, GraphCaptureReplaysWithNewLengths) {
+  RAGGED_SKIP_WITHOUT_GPU();
+  TestCase c = SmallStreamCase(GetParam(), 12);
   HostProblem hp = MakeHostProblem(c);
   cudaStream_t s;
   ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
@@ -572,16 +579,7 @@ TEST_P(CudaDecodeStreamTest, GraphCaptureReplaysWithNewLengths) {
 // reads the ranges before its own wait) that read its inputs early would see NaN and empty rows.
 TEST_P(CudaDecodeStreamTest, WaitsForAProducerThatLetsItLaunchEarly) {
   RAGGED_SKIP_WITHOUT_GPU();
-  TestCase c;
-  c.dtype = GetParam();
-  c.batch = 6;
-  c.capacity = 1000;
-  c.num_q_heads = 16;
-  c.num_kv_heads = 4;
-  c.head_dim = 128;
-  c.sinks = Sinks::kPerKvHead;
-  c.seed = 17;
-  EdgeAndRaggedLengths(c, c.seed);
+  TestCase c = SmallStreamCase(GetParam(), 17);
   HostProblem hp = MakeHostProblem(c);
   cudaStream_t s;
   ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
