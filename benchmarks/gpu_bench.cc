@@ -10,6 +10,8 @@
 //             [--head-major] [--ceiling-sweep] [--stream-timing]
 //
 // --candidates also times every candidate kernel config of each shape (tuning aid).
+// --config "hpb=16 splits=64 ..." (repeatable) also times that config, as the library resolves
+// it, for every shape, and checks its output against the reference.
 // --head-major stores K and V as [batch, kv_heads, seq, head_dim] in memory (the kernels see the
 // usual [batch, seq, kv_heads, head_dim] view with permuted strides): a diagnostic of how much the
 // interleaving of the KV heads in memory costs.
@@ -28,9 +30,11 @@
 #include <ctime>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "benchmarks/gpu_bench_kernels.h"
@@ -438,9 +442,11 @@ class ShapeRunner {
   }
 
   // Runs set 0 and checks rows against the reference; returns the max error (or -1 on failure).
-  double Check(std::string* detail) {
+  // Runs `o` (default: the shape's options) once and checks sampled rows against the reference.
+  double Check(std::string* detail) { return Check(detail, opts_); }
+  double Check(std::string* detail, const RaggedDecodeAttentionOptions& o) {
     CUDA_OR_DIE(cudaMemsetAsync(out_.data(), 0xFF, out_.nbytes(), s_));
-    OrDie(RaggedDecodeAttention(Args(0), opts_, s_), "check run");
+    OrDie(RaggedDecodeAttention(Args(0), o, s_), "check run");
     const int64_t HQ = sh_.num_q_heads, D = sh_.head_dim, S = sh_.capacity, HKV = sh_.num_kv_heads;
     HostBuffer out = HostBuffer::Allocate(DType::kBF16, {sh_.batch, HQ, D});
     HostBuffer lse = HostBuffer::Allocate(DType::kF32, {sh_.batch, HQ});
@@ -542,10 +548,41 @@ ShapeSignature SigOf(const Shape& sh) {
   return s;
 }
 
+// "splits=64 hpb=16 block_n=64 warps=4 stages=3 chunk=256" (any subset; the rest 0, which the
+// library resolves) as a KernelConfig; false on an unknown key or a malformed value.
+bool ParseConfig(const std::string& text, KernelConfig* c) {
+  std::istringstream in(text);
+  std::string tok;
+  while (in >> tok) {
+    const size_t eq = tok.find('=');
+    if (eq == std::string::npos) return false;
+    const std::string key = tok.substr(0, eq);
+    int v = 0;
+    if (!absl::SimpleAtoi(tok.substr(eq + 1), &v)) return false;
+    if (key == "chunk") {
+      c->chunk_size = v;
+    } else if (key == "splits") {
+      c->num_splits = v;
+    } else if (key == "hpb") {
+      c->heads_per_block = v;
+    } else if (key == "block_n") {
+      c->block_n = v;
+    } else if (key == "warps") {
+      c->num_warps = v;
+    } else if (key == "stages") {
+      c->stages = v;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
 int Main(int argc, char** argv) {
   std::string json_path, only;
   int reps = 50;
   bool candidates = false, head_major = false, sweep = false, stream_timing = false;
+  std::vector<KernelConfig> configs;  // --config: also time these for every shape
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) {
@@ -562,10 +599,18 @@ int Main(int argc, char** argv) {
       sweep = true;
     } else if (a == "--stream-timing") {
       stream_timing = true;
+    } else if (a == "--config" && i + 1 < argc) {
+      KernelConfig c;
+      if (!ParseConfig(argv[++i], &c)) {
+        std::fprintf(stderr, "gpu_bench: bad --config \"%s\"\n", argv[i]);
+        return 2;
+      }
+      configs.push_back(c);
     } else {
-      std::fprintf(stderr,
-                   "usage: gpu_bench [--shapes a,b] [--reps N] [--json FILE] [--candidates] "
-                   "[--head-major] [--ceiling-sweep] [--stream-timing]\n");
+      std::fprintf(
+          stderr,
+          "usage: gpu_bench [--shapes a,b] [--reps N] [--json FILE] [--candidates] "
+          "[--head-major] [--ceiling-sweep] [--stream-timing] [--config \"hpb=16 ...\"]\n");
       return 2;
     }
   }
@@ -624,6 +669,26 @@ int Main(int argc, char** argv) {
                   100.0 * run.valid_bytes() / (ms * 1e-3) / 1e12 / ceil.read_tbps);
     }
     std::fflush(stdout);
+    for (const KernelConfig& want : configs) {
+      // Each explicit config as the library resolves it, timed and checked against the reference.
+      const DeviceInfo dev = OrDie(internal::CudaDeviceInfo(0), "device info");
+      absl::StatusOr<KernelConfig> c = ResolveKernelConfig(want, SigOf(sh), dev);
+      if (!c.ok()) {
+        std::printf("    %-55s %s\n", want.ToString().c_str(),
+                    std::string(c.status().message()).c_str());
+        continue;
+      }
+      RaggedDecodeAttentionOptions o = run.options();
+      o.kernel_config = *c;
+      const double ms = run.Time(o, reps);
+      std::string check;
+      const double err = run.Check(&check, o);
+      std::printf("    %-55s %9.4f ms %6.1f%%  %s\n", c->ToString().c_str(), ms,
+                  100.0 * run.valid_bytes() / (ms * 1e-3) / 1e12 / ceil.read_tbps,
+                  err >= 0 ? absl::StrFormat("ok (max err %.1e)", err).c_str()
+                           : ("FAILED " + check).c_str());
+      std::fflush(stdout);
+    }
     if (candidates) {
       const DeviceInfo dev = OrDie(internal::CudaDeviceInfo(0), "device info");
       for (const KernelConfig& c : CandidateKernelConfigs(SigOf(sh), dev)) {
