@@ -319,6 +319,7 @@ absl::Status Launch(const Problem& p, void* workspace, const KernelConfig& cfg,
   prm.block_n = cfg.block_n;
   prm.stages = cfg.stages;
   prm.num_ctas = num_ctas;
+  prm.align_shares = cfg.num_splits == 0 ? 1 : 0;
   prm.min_tiles_per_cta = std::max(1, (cfg.chunk_size + cfg.block_n - 1) / cfg.block_n);
   prm.row_prefix = reinterpret_cast<int64_t*>(ws + w.prefix);
   prm.part_lse = reinterpret_cast<float*>(ws + w.lse);

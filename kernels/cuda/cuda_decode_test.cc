@@ -646,6 +646,47 @@ TEST_P(CudaDecodeStreamTest, WaitsForAProducerThatLetsItLaunchEarly) {
   cudaStreamDestroy(s);
 }
 
+std::vector<float> GpuOutput(const HostProblem& hp, const RaggedDecodeAttentionOptions& o);
+
+// Rows with equal tile counts let the library run fewer CTAs so that shares align with (row, KV
+// head) pairs: several whole pairs per CTA (320 pairs), each pair cut into equal pieces (6 pairs),
+// equal tile counts from unequal lengths, a count too far from the CTA slots to align (300
+// pairs), and a window that makes every row's range equal. Each against the reference, with
+// sinks and lse; also bitwise equal to itself on a second run.
+TEST_P(CudaDecodeStreamTest, UniformRowsAlignSharesWithPairs) {
+  RAGGED_SKIP_WITHOUT_GPU();
+  struct Case {
+    int64_t batch, kv_heads, capacity;
+    bool unequal_lengths, window;
+  };
+  for (const Case& k : {Case{40, 8, 300, false, false}, Case{3, 2, 2000, false, false},
+                        Case{3, 2, 2000, true, false}, Case{75, 4, 200, false, false},
+                        Case{6, 2, 3000, false, true}}) {
+    TestCase c;
+    c.dtype = GetParam();
+    c.batch = k.batch;
+    c.capacity = k.capacity;
+    c.num_kv_heads = k.kv_heads;
+    c.num_q_heads = 4 * k.kv_heads;
+    c.head_dim = 128;
+    c.sinks = Sinks::kPerQueryHead;
+    c.seed = 30 + k.batch;
+    c.start.assign(k.batch, 0);
+    c.end.assign(k.batch, static_cast<int32_t>(k.capacity));
+    if (k.unequal_lengths) {
+      // Every row keeps the same number of 64-position tiles (the last one partial).
+      for (int64_t b = 0; b < k.batch; ++b) c.end[b] -= static_cast<int32_t>(b * 7 % 40);
+    }
+    if (k.window) c.window = SlidingWindow{700, 0};
+    HostProblem hp = MakeHostProblem(c);
+    RaggedDecodeAttentionOptions o = hp.options(Platform::kCuda);
+    EXPECT_TRUE(RunOnGpuAndCompare(hp, o)) << c.ToString();
+    const std::vector<float> a = GpuOutput(hp, o), b = GpuOutput(hp, o);
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << c.ToString();
+  }
+}
+
 TEST_P(CudaDecodeStreamTest, BitwiseDeterministic) {
   RAGGED_SKIP_WITHOUT_GPU();
   TestCase c;

@@ -417,13 +417,16 @@ struct Schedule {
 };
 
 // Block-wide helpers over int64 (blockDim.x a multiple of 32, at most 1024).
-__device__ __forceinline__ int64_t BlockSum(int64_t v, int64_t* scratch) {
+
+// The block's sum of v; *all gets whether `pred` held in every thread (the second barrier is a
+// __syncthreads_and).
+__device__ __forceinline__ int64_t BlockSumAnd(int64_t v, bool pred, int64_t* scratch, bool* all) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   __syncthreads();
   if (lane == 0) scratch[warp] = v;
-  __syncthreads();
+  *all = __syncthreads_and(pred ? 1 : 0) != 0;
   int64_t total = 0;
   for (int w = 0; w < nwarps; ++w) total += scratch[w];
   return total;
@@ -450,12 +453,31 @@ __device__ __forceinline__ int64_t BlockExclusiveScan(int64_t v, int64_t* scratc
   return before + inc - v;
 }
 
-// The CTAs that get a share of `total` tiles: at least min_tiles_per_cta tiles each.
-__device__ __forceinline__ int64_t ActiveCtas(const DecodeParams& p, int64_t total) {
+// The CTAs that get a share of `total` tiles: at least min_tiles_per_cta tiles each. Where every
+// row has the same number of tiles (`row_tiles` > 0: full or equal-length rows, so every (row, KV
+// head) pair has row_tiles tiles) and the host left the CTA count to the library (align_shares),
+// fewer CTAs may take part so that shares align with pairs: each CTA holds whole pairs, or each
+// pair is cut into the same number of pieces. Then no pair straddles two shares: fewer pieces to
+// combine, or none, and one segment per CTA (H100: L_full 95.6 -> 97.6%, L_window 74.1 -> 78.5%).
+// Only where at least 7/8 of the CTAs keep a share.
+__device__ __forceinline__ int64_t ActiveCtas(const DecodeParams& p, int64_t total,
+                                              int64_t row_tiles) {
   if (total <= 0) return 0;
   const int64_t want = (total + p.min_tiles_per_cta - 1) / p.min_tiles_per_cta;
-  const int64_t active = want < p.num_ctas ? want : p.num_ctas;
-  return active < 1 ? 1 : active;
+  int64_t active = want < p.num_ctas ? want : p.num_ctas;
+  if (active < 1) active = 1;
+  if (p.align_shares && row_tiles > 0) {
+    const int64_t pairs = total / row_tiles;
+    int64_t aligned;
+    if (pairs <= active) {
+      aligned = active / pairs * pairs;
+    } else {
+      const int64_t per = (pairs + active - 1) / active;  // pairs per CTA
+      aligned = (pairs + per - 1) / per;
+    }
+    if (aligned * 8 >= active * 7) active = aligned;
+  }
+  return active;
 }
 
 // Computes T, this CTA's share and its first cursor; caches the info of the share's first rows in
@@ -468,19 +490,31 @@ __device__ inline Schedule ComputeSchedule(const DecodeParams& p, int cta, bool 
   const int64_t hkv = p.num_kv_heads;
   // Pass 1: total tiles. The first chunk of rows stays in registers for pass 2 (often the only
   // chunk), which saves a round trip to memory.
+  // Also whether every row has the same tile count (each row against the next: the next lane's,
+  // or a load of its own for the warp's last lane).
   int64_t acc = 0;
+  bool same = true;
   RowInfo first{0, 0};
+  const int lane = threadIdx.x & 31;
   for (int64_t base = 0; base < p.batch; base += nt) {
     const int64_t b = base + threadIdx.x;
+    const RowInfo r = b < p.batch ? LoadRowInfo(p, b) : RowInfo{0, 0};
+    if (base == 0) first = r;
+    const int64_t t = (r.len + p.block_n - 1) / p.block_n;
+    int64_t next = __shfl_down_sync(0xffffffffu, t, 1);
+    if (lane == 31 && b + 1 < p.batch) {
+      const RowInfo rn = LoadRowInfo(p, b + 1);
+      next = (rn.len + p.block_n - 1) / p.block_n;
+    }
     if (b < p.batch) {
-      const RowInfo r = LoadRowInfo(p, b);
-      if (base == 0) first = r;
-      acc += (r.len + p.block_n - 1) / p.block_n * hkv;
+      acc += t * hkv;
+      same = same && (b + 1 >= p.batch || next == t);
     }
   }
-  const int64_t total = BlockSum(acc, scan);
+  bool uniform;
+  const int64_t total = BlockSumAnd(acc, same, scan, &uniform);
   trace.Mark(8);
-  const int64_t active = ActiveCtas(p, total);
+  const int64_t active = ActiveCtas(p, total, uniform ? total / (p.batch * hkv) : 0);
   Schedule s;
   s.t0 = s.t1 = 0;
   if (cta < active) {

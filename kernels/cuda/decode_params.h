@@ -66,6 +66,7 @@ struct DecodeParams {
   int32_t block_n;            // KV positions per tile
   int32_t stages;             // cp.async pipeline depth
   int32_t num_ctas;           // persistent CTAs per head slice (grid = num_ctas * head_slices)
+  int32_t align_shares;       // 1: ActiveCtas may align shares with pairs (CTA count not set)
   int32_t min_tiles_per_cta;  // a CTA gets at least this many tiles (fewer CTAs for small work)
 
   // Workspace (caller-provided, see WorkspaceLayout in cuda_backend.cu).

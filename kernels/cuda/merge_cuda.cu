@@ -55,11 +55,13 @@ struct Pieces {
 };
 __device__ __forceinline__ Pieces PairPieces(const DecodeParams& p, int64_t b, int64_t g,
                                              int lane) {
-  int64_t total = 0, before = 0, tiles = 0;
+  int64_t total = 0, before = 0, tiles = 0, lo = INT64_MAX, hi = 0;
   for (int64_t row = lane; row < p.batch; row += 32) {
     const RowInfo ri = LoadRowInfo(p, row);
     const int64_t t = (ri.len + p.block_n - 1) / p.block_n;
     total += t;
+    lo = min(lo, t);
+    hi = max(hi, t);
     if (row < b) before += t;
     if (row == b) tiles = t;
   }
@@ -68,11 +70,13 @@ __device__ __forceinline__ Pieces PairPieces(const DecodeParams& p, int64_t b, i
     total += __shfl_xor_sync(0xffffffffu, total, o);
     before += __shfl_xor_sync(0xffffffffu, before, o);
     tiles += __shfl_xor_sync(0xffffffffu, tiles, o);
+    lo = min(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+    hi = max(hi, __shfl_xor_sync(0xffffffffu, hi, o));
   }
   if (tiles == 0) return Pieces{0, -1, true};
   const int64_t hkv = p.num_kv_heads;
   total *= hkv;
-  const int64_t active = ActiveCtas(p, total);
+  const int64_t active = ActiveCtas(p, total, lo == hi ? hi : 0);  // as ComputeSchedule
   const int64_t f0 = before * hkv + g * tiles;
   Pieces c;
   c.c0 = CtaOfTile(f0, total, active);
