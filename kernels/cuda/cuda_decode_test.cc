@@ -649,17 +649,18 @@ TEST_P(CudaDecodeStreamTest, WaitsForAProducerThatLetsItLaunchEarly) {
 std::vector<float> GpuOutput(const HostProblem& hp, const RaggedDecodeAttentionOptions& o);
 
 // Rows with equal tile counts let the library run fewer CTAs so that shares align with (row, KV
-// head) pairs: several whole pairs per CTA (320 pairs), each pair cut into equal pieces (6 pairs),
-// equal tile counts from unequal lengths, a count too far from the CTA slots to align (300
-// pairs), and a window that makes every row's range equal. Each against the reference, with
-// sinks and lse; also bitwise equal to itself on a second run.
+// head) pairs. With the default chunk (4 tiles per CTA at least): 64 pairs of 2 tiles on 32 CTAs
+// (two whole pairs each), 6 pairs of 32 tiles on 48 CTAs (8 equal pieces each), the same from
+// unequal lengths of equal tile counts, 300 pairs of 4 tiles (on an H100's 264 slots too far to
+// align), and a window that makes every row's range 16 tiles (12 pairs on 48 CTAs). Each against
+// the reference, with sinks and lse; also bitwise equal to itself on a second run.
 TEST_P(CudaDecodeStreamTest, UniformRowsAlignSharesWithPairs) {
   RAGGED_SKIP_WITHOUT_GPU();
   struct Case {
     int64_t batch, kv_heads, capacity;
     bool unequal_lengths, window;
   };
-  for (const Case& k : {Case{40, 8, 300, false, false}, Case{3, 2, 2000, false, false},
+  for (const Case& k : {Case{16, 4, 128, false, false}, Case{3, 2, 2000, false, false},
                         Case{3, 2, 2000, true, false}, Case{75, 4, 200, false, false},
                         Case{6, 2, 3000, false, true}}) {
     TestCase c;
@@ -677,7 +678,7 @@ TEST_P(CudaDecodeStreamTest, UniformRowsAlignSharesWithPairs) {
       // Every row keeps the same number of 64-position tiles (the last one partial).
       for (int64_t b = 0; b < k.batch; ++b) c.end[b] -= static_cast<int32_t>(b * 7 % 40);
     }
-    if (k.window) c.window = SlidingWindow{700, 0};
+    if (k.window) c.window = SlidingWindow{1023, 0};  // 1,024 positions: 16 tiles per row
     HostProblem hp = MakeHostProblem(c);
     RaggedDecodeAttentionOptions o = hp.options(Platform::kCuda);
     EXPECT_TRUE(RunOnGpuAndCompare(hp, o)) << c.ToString();
