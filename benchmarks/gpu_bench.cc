@@ -7,7 +7,7 @@
 // the output are checked against the double-precision reference in the same run.
 //
 //   gpu_bench [--shapes B64_full,L_ragged] [--reps 50] [--json out.json] [--candidates]
-//             [--head-major] [--ceiling-sweep] [--stream-timing]
+//             [--head-major] [--ceiling-sweep] [--stream-timing] [--config "hpb=16 ..."]
 //
 // --candidates also times every candidate kernel config of each shape (tuning aid).
 // --config "hpb=16 splits=64 ..." (repeatable) also times that config, as the library resolves
@@ -441,8 +441,8 @@ class ShapeRunner {
     });
   }
 
-  // Runs set 0 and checks rows against the reference; returns the max error (or -1 on failure).
-  // Runs `o` (default: the shape's options) once and checks sampled rows against the reference.
+  // Runs set 0 under `o` (default: the shape's options) and checks sampled rows against the
+  // reference; returns the max error (or -1 on failure).
   double Check(std::string* detail) { return Check(detail, opts_); }
   double Check(std::string* detail, const RaggedDecodeAttentionOptions& o) {
     CUDA_OR_DIE(cudaMemsetAsync(out_.data(), 0xFF, out_.nbytes(), s_));
@@ -624,6 +624,7 @@ int Main(int argc, char** argv) {
   cudaStream_t s;
   CUDA_OR_DIE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   const Ceilings ceil = MeasureCeilings(s, 20);
+  const DeviceInfo dev = OrDie(internal::CudaDeviceInfo(0), "device info");
   const char* policy = std::getenv("RAGGED_AUTOTUNE");
   std::printf("device: %s (%d SMs, L2 %d MB)  policy: %s%s\n", prop.name, prop.multiProcessorCount,
               prop.l2CacheSize >> 20, policy ? policy : "heuristic (default)",
@@ -641,6 +642,10 @@ int Main(int argc, char** argv) {
     const bool named = std::find(wanted.begin(), wanted.end(), sh.name) != wanted.end();
     if ((!wanted.empty() && !named) || (sh.on_request && !named)) continue;
     ShapeRunner run(sh, prop, s, head_major);
+    // Percent of the read ceiling of a call of `ms` milliseconds.
+    auto pct_read = [&](double ms) {
+      return 100.0 * run.valid_bytes() / (ms * 1e-3) / 1e12 / ceil.read_tbps;
+    };
     ShapeResult r;
     r.name = sh.name;
     r.sets = run.num_sets();
@@ -665,13 +670,11 @@ int Main(int argc, char** argv) {
     if (stream_timing) {
       const double ms = run.TimeStream(run.options(), reps);
       std::printf("  %s without per-call events: %.4f ms per call (%.1f%% of the read ceiling)\n",
-                  sh.name.c_str(), ms,
-                  100.0 * run.valid_bytes() / (ms * 1e-3) / 1e12 / ceil.read_tbps);
+                  sh.name.c_str(), ms, pct_read(ms));
     }
     std::fflush(stdout);
     for (const KernelConfig& want : configs) {
       // Each explicit config as the library resolves it, timed and checked against the reference.
-      const DeviceInfo dev = OrDie(internal::CudaDeviceInfo(0), "device info");
       absl::StatusOr<KernelConfig> c = ResolveKernelConfig(want, SigOf(sh), dev);
       if (!c.ok()) {
         std::printf("    %-55s %s\n", want.ToString().c_str(),
@@ -683,20 +686,17 @@ int Main(int argc, char** argv) {
       const double ms = run.Time(o, reps);
       std::string check;
       const double err = run.Check(&check, o);
-      std::printf("    %-55s %9.4f ms %6.1f%%  %s\n", c->ToString().c_str(), ms,
-                  100.0 * run.valid_bytes() / (ms * 1e-3) / 1e12 / ceil.read_tbps,
+      std::printf("    %-55s %9.4f ms %6.1f%%  %s\n", c->ToString().c_str(), ms, pct_read(ms),
                   err >= 0 ? absl::StrFormat("ok (max err %.1e)", err).c_str()
                            : ("FAILED " + check).c_str());
       std::fflush(stdout);
     }
     if (candidates) {
-      const DeviceInfo dev = OrDie(internal::CudaDeviceInfo(0), "device info");
       for (const KernelConfig& c : CandidateKernelConfigs(SigOf(sh), dev)) {
         RaggedDecodeAttentionOptions o = run.options();
         o.kernel_config = c;
         const double ms = run.Time(o, std::max(5, reps / 3));
-        std::printf("    %-55s %9.4f ms %6.1f%%\n", c.ToString().c_str(), ms,
-                    100.0 * run.valid_bytes() / (ms * 1e-3) / 1e12 / ceil.read_tbps);
+        std::printf("    %-55s %9.4f ms %6.1f%%\n", c.ToString().c_str(), ms, pct_read(ms));
         std::fflush(stdout);
       }
     }
