@@ -284,8 +284,7 @@ __device__ __forceinline__ float EmptyLse(const DecodeParams& p, int64_t g, int6
   SinkStats(p, g, h, &smax, &arow);
   if (p.num_sinks == 0) return -INFINITY;
   const float tu = smax == -INFINITY ? 0.0f : smax;
-  float denom = 0.0f;
-  denom = AddSinks(p, arow, tu, denom);
+  const float denom = AddSinks(p, arow, tu, 0.0f);
   return (denom > 0.0f || denom != denom) ? tu + logf(denom) : -INFINITY;
 }
 
