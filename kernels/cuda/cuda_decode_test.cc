@@ -688,6 +688,41 @@ TEST_P(CudaDecodeStreamTest, UniformRowsAlignSharesWithPairs) {
   }
 }
 
+// Batch 1 launches one CTA per SM, as many as a multiple of the KV heads (all of them where there
+// are more KV heads than SMs): one KV head (every CTA a piece of one pair), 8 and 3 (pieces of
+// unequal tile counts where the tiles do not divide), a range that starts past 0, a window, and
+// 160 KV heads (more than the SMs of an H100).
+TEST_P(CudaDecodeStreamTest, SingleRowOneCtaPerSm) {
+  RAGGED_SKIP_WITHOUT_GPU();
+  struct Case {
+    int64_t kv_heads, capacity;
+    int32_t start, end;
+    bool window;
+  };
+  for (const Case& k : {Case{1, 20000, 0, 20000, false}, Case{8, 6000, 0, 6000, false},
+                        Case{3, 5000, 100, 4900, false}, Case{8, 6000, 0, 5999, true},
+                        Case{160, 300, 0, 300, false}}) {
+    TestCase c;
+    c.dtype = GetParam();
+    c.batch = 1;
+    c.capacity = k.capacity;
+    c.num_kv_heads = k.kv_heads;
+    c.num_q_heads = 4 * k.kv_heads;
+    c.head_dim = 128;
+    c.sinks = Sinks::kPerQueryHead;
+    c.seed = 50 + k.kv_heads;
+    c.start = {k.start};
+    c.end = {k.end};
+    if (k.window) c.window = SlidingWindow{1023, 0};
+    HostProblem hp = MakeHostProblem(c);
+    RaggedDecodeAttentionOptions o = hp.options(Platform::kCuda);
+    EXPECT_TRUE(RunOnGpuAndCompare(hp, o)) << c.ToString();
+    const std::vector<float> a = GpuOutput(hp, o), b = GpuOutput(hp, o);
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << c.ToString();
+  }
+}
+
 TEST_P(CudaDecodeStreamTest, BitwiseDeterministic) {
   RAGGED_SKIP_WITHOUT_GPU();
   TestCase c;
