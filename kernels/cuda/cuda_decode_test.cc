@@ -652,8 +652,10 @@ std::vector<float> GpuOutput(const HostProblem& hp, const RaggedDecodeAttentionO
 // head) pairs. With the default chunk (4 tiles per CTA at least): 64 pairs of 2 tiles on 32 CTAs
 // (two whole pairs each), 6 pairs of 32 tiles on 48 CTAs (8 equal pieces each), the same from
 // unequal lengths of equal tile counts, 300 pairs of 4 tiles (on an H100's 264 slots too far to
-// align), and a window that makes every row's range 16 tiles (12 pairs on 48 CTAs). Each against
-// the reference, with sinks and lse; also bitwise equal to itself on a second run.
+// align), and a window that makes every row's range 16 tiles (12 pairs on 48 CTAs). Also 300 rows
+// of unequal lengths and 4 tiles each: more rows than threads, so the schedule loads the rows
+// past the first block's. Each against the reference, with sinks and lse; also bitwise equal to
+// itself on a second run.
 TEST_P(CudaDecodeStreamTest, UniformRowsAlignSharesWithPairs) {
   RAGGED_SKIP_WITHOUT_GPU();
   struct Case {
@@ -662,7 +664,7 @@ TEST_P(CudaDecodeStreamTest, UniformRowsAlignSharesWithPairs) {
   };
   for (const Case& k : {Case{16, 4, 128, false, false}, Case{3, 2, 2000, false, false},
                         Case{3, 2, 2000, true, false}, Case{75, 4, 200, false, false},
-                        Case{6, 2, 3000, false, true}}) {
+                        Case{6, 2, 3000, false, true}, Case{300, 1, 242, true, false}}) {
     TestCase c;
     c.dtype = GetParam();
     c.batch = k.batch;
