@@ -266,12 +266,16 @@ absl::Status Launch(const Problem& p, void* workspace, const KernelConfig& cfg,
     num_ctas = dev.num_sms * std::min(resident, kMaxCtasPerSm);
     // One row: its KV heads are the only (row, KV head) pairs, all with the same tiles. One CTA
     // per SM, as many as a multiple of the pairs (128 for 8 KV heads on 132 SMs): each pair is
-    // cut into equal pieces, one per CTA, and no CTA is launched only to exit. H100, bf16,
-    // head_dim 128, interleaved runs: S_full 72.2 -> 75.7%, XL_single 92.3 -> 94.7% (132 launched,
-    // of which the device's alignment idles 4: 75.4% and 92.4%, the slowest CTA ending 11 us after
-    // the median).
+    // cut into pieces of equal tile counts (to within one), one per CTA, and no CTA is launched
+    // only to exit. H100, bf16, head_dim 128, interleaved runs: S_full 72.2 -> 75.7%,
+    // XL_single 92.3 -> 94.7% (132 launched, of which the device's alignment idles 4: 75.4%
+    // and 92.4%, the slowest CTA ending 11 us after the median). Only where that keeps at least 7/8
+    // of the SMs busy (not, say, 67 KV heads on 132 SMs).
     if (p.batch == 1 && p.num_kv_heads <= dev.num_sms) {
-      num_ctas = static_cast<int>(dev.num_sms / p.num_kv_heads * p.num_kv_heads);
+      const int64_t aligned = dev.num_sms / p.num_kv_heads * p.num_kv_heads;
+      if (aligned * 8 >= static_cast<int64_t>(dev.num_sms) * 7) {
+        num_ctas = static_cast<int>(aligned);
+      }
     }
   }
   const WorkspaceLayout w = ComputeWorkspace(p, dev);

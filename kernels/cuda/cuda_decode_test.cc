@@ -690,10 +690,11 @@ TEST_P(CudaDecodeStreamTest, UniformRowsAlignSharesWithPairs) {
   }
 }
 
-// Batch 1 launches one CTA per SM, as many as a multiple of the KV heads (all of them where there
-// are more KV heads than SMs): one KV head (every CTA a piece of one pair), 8 and 3 (pieces of
-// unequal tile counts where the tiles do not divide), a range that starts past 0, a window, and
-// 160 KV heads (more than the SMs of an H100).
+// Batch 1 launches one CTA per SM, as many as a multiple of the KV heads, where that keeps 7/8 of
+// the SMs: one KV head (every CTA a piece of one pair), 8 and 3 (pieces of unequal tile counts
+// where the tiles do not divide), a range that starts past 0, a window; and, on an H100's 132
+// SMs, 100 KV heads (a multiple would keep 100 SMs: the resident slots instead) and 160 (more
+// than the SMs).
 TEST_P(CudaDecodeStreamTest, SingleRowOneCtaPerSm) {
   RAGGED_SKIP_WITHOUT_GPU();
   struct Case {
@@ -703,7 +704,7 @@ TEST_P(CudaDecodeStreamTest, SingleRowOneCtaPerSm) {
   };
   for (const Case& k : {Case{1, 20000, 0, 20000, false}, Case{8, 6000, 0, 6000, false},
                         Case{3, 5000, 100, 4900, false}, Case{8, 6000, 0, 5999, true},
-                        Case{160, 300, 0, 300, false}}) {
+                        Case{100, 300, 0, 300, false}, Case{160, 300, 0, 300, false}}) {
     TestCase c;
     c.dtype = GetParam();
     c.batch = 1;
