@@ -648,6 +648,35 @@ TEST_P(CudaDecodeStreamTest, WaitsForAProducerThatLetsItLaunchEarly) {
 
 std::vector<float> GpuOutput(const HostProblem& hp, const RaggedDecodeAttentionOptions& o);
 
+// `batch` rows of [0, capacity) on `kv_heads` KV heads of 4 query heads each, head_dim 128, a
+// sink per query head: the cases of the CTA-count tests below.
+TestCase CtaCountCase(DType dtype, int64_t batch, int64_t kv_heads, int64_t capacity,
+                      uint64_t seed) {
+  TestCase c;
+  c.dtype = dtype;
+  c.batch = batch;
+  c.capacity = capacity;
+  c.num_kv_heads = kv_heads;
+  c.num_q_heads = 4 * kv_heads;
+  c.head_dim = 128;
+  c.sinks = Sinks::kPerQueryHead;
+  c.seed = seed;
+  c.start.assign(batch, 0);
+  c.end.assign(batch, static_cast<int32_t>(capacity));
+  return c;
+}
+
+// `c` with the default CUDA options: against the reference (with lse), and bitwise equal to itself
+// on a second run.
+void ExpectMatchesAndRepeats(const TestCase& c) {
+  HostProblem hp = MakeHostProblem(c);
+  RaggedDecodeAttentionOptions o = hp.options(Platform::kCuda);
+  EXPECT_TRUE(RunOnGpuAndCompare(hp, o)) << c.ToString();
+  const std::vector<float> a = GpuOutput(hp, o), b = GpuOutput(hp, o);
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << c.ToString();
+}
+
 // Rows with equal tile counts let the library run fewer CTAs so that shares align with (row, KV
 // head) pairs. With the default chunk (4 tiles per CTA at least): 64 pairs of 2 tiles on 32 CTAs
 // (two whole pairs each), 6 pairs of 32 tiles on 48 CTAs (8 equal pieces each), the same from
@@ -665,28 +694,13 @@ TEST_P(CudaDecodeStreamTest, UniformRowsAlignSharesWithPairs) {
   for (const Case& k : {Case{16, 4, 128, false, false}, Case{3, 2, 2000, false, false},
                         Case{3, 2, 2000, true, false}, Case{75, 4, 200, false, false},
                         Case{6, 2, 3000, false, true}, Case{300, 1, 242, true, false}}) {
-    TestCase c;
-    c.dtype = GetParam();
-    c.batch = k.batch;
-    c.capacity = k.capacity;
-    c.num_kv_heads = k.kv_heads;
-    c.num_q_heads = 4 * k.kv_heads;
-    c.head_dim = 128;
-    c.sinks = Sinks::kPerQueryHead;
-    c.seed = 30 + k.batch;
-    c.start.assign(k.batch, 0);
-    c.end.assign(k.batch, static_cast<int32_t>(k.capacity));
+    TestCase c = CtaCountCase(GetParam(), k.batch, k.kv_heads, k.capacity, 30 + k.batch);
     if (k.unequal_lengths) {
       // Every row keeps the same number of 64-position tiles (the last one partial).
       for (int64_t b = 0; b < k.batch; ++b) c.end[b] -= static_cast<int32_t>(b * 7 % 40);
     }
     if (k.window) c.window = SlidingWindow{1023, 0};  // 1,024 positions: 16 tiles per row
-    HostProblem hp = MakeHostProblem(c);
-    RaggedDecodeAttentionOptions o = hp.options(Platform::kCuda);
-    EXPECT_TRUE(RunOnGpuAndCompare(hp, o)) << c.ToString();
-    const std::vector<float> a = GpuOutput(hp, o), b = GpuOutput(hp, o);
-    ASSERT_EQ(a.size(), b.size());
-    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << c.ToString();
+    ExpectMatchesAndRepeats(c);
   }
 }
 
@@ -705,24 +719,11 @@ TEST_P(CudaDecodeStreamTest, SingleRowOneCtaPerSm) {
   for (const Case& k : {Case{1, 20000, 0, 20000, false}, Case{8, 6000, 0, 6000, false},
                         Case{3, 5000, 100, 4900, false}, Case{8, 6000, 0, 5999, true},
                         Case{100, 300, 0, 300, false}, Case{160, 300, 0, 300, false}}) {
-    TestCase c;
-    c.dtype = GetParam();
-    c.batch = 1;
-    c.capacity = k.capacity;
-    c.num_kv_heads = k.kv_heads;
-    c.num_q_heads = 4 * k.kv_heads;
-    c.head_dim = 128;
-    c.sinks = Sinks::kPerQueryHead;
-    c.seed = 50 + k.kv_heads;
+    TestCase c = CtaCountCase(GetParam(), 1, k.kv_heads, k.capacity, 50 + k.kv_heads);
     c.start = {k.start};
     c.end = {k.end};
     if (k.window) c.window = SlidingWindow{1023, 0};
-    HostProblem hp = MakeHostProblem(c);
-    RaggedDecodeAttentionOptions o = hp.options(Platform::kCuda);
-    EXPECT_TRUE(RunOnGpuAndCompare(hp, o)) << c.ToString();
-    const std::vector<float> a = GpuOutput(hp, o), b = GpuOutput(hp, o);
-    ASSERT_EQ(a.size(), b.size());
-    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << c.ToString();
+    ExpectMatchesAndRepeats(c);
   }
 }
 
