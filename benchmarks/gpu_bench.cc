@@ -195,13 +195,13 @@ void PrintTrace(const std::string& name) {
     const unsigned long long* r = rec(com, i);
     if (r[0] == 0) continue;
     cs.push_back(us(r[1]));
-    cw.push_back(us(r[2]));
+    if (r[2]) cw.push_back(us(r[2]));  // CTAs with nothing to merge return before the wait
     ce.push_back(us(r[4]));
     nc = i + 1;
   }
   if (!cs.empty()) {
     std::printf("    combine: %zu CTAs  start %s  after wait %s  end %s\n", cs.size(),
-                q(cs).c_str(), q(cw).c_str(), q(ce).c_str());
+                q(cs).c_str(), cw.empty() ? "-" : q(cw).c_str(), q(ce).c_str());
   }
   if (const char* dir = std::getenv("RAGGED_TRACE_DIR")) {
     for (int kind = 0; kind < 2; ++kind) {
