@@ -270,33 +270,43 @@ __device__ __forceinline__ void StoreElem(void* base, int64_t i, float v, int32_
   }
 }
 
-// Elements i .. i + 3 (any alignment: the output's strides need not be multiples of 4).
+// f32 to a storage type, rounded to nearest.
+template <typename T>
+__device__ __forceinline__ T FromFloat(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ __half FromFloat<__half>(float v) {
+  return __float2half_rn(v);
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+// Elements i .. i + 3 of a T array (any alignment: the output's strides need not be multiples of
+// 4).
+template <typename T>
+__device__ __forceinline__ void Store4(void* base, int64_t i, float4 v) {
+  T* o = static_cast<T*>(base) + i;
+  o[0] = FromFloat<T>(v.x);
+  o[1] = FromFloat<T>(v.y);
+  o[2] = FromFloat<T>(v.z);
+  o[3] = FromFloat<T>(v.w);
+}
+
+// The same, of the type `code` names.
 __device__ __forceinline__ void StoreElem4(void* base, int64_t i, float4 v, int32_t code) {
   switch (code) {
-    case kElemF16: {
-      __half* o = static_cast<__half*>(base) + i;
-      o[0] = __float2half_rn(v.x);
-      o[1] = __float2half_rn(v.y);
-      o[2] = __float2half_rn(v.z);
-      o[3] = __float2half_rn(v.w);
+    case kElemF16:
+      Store4<__half>(base, i, v);
       break;
-    }
-    case kElemBF16: {
-      __nv_bfloat16* o = static_cast<__nv_bfloat16*>(base) + i;
-      o[0] = __float2bfloat16_rn(v.x);
-      o[1] = __float2bfloat16_rn(v.y);
-      o[2] = __float2bfloat16_rn(v.z);
-      o[3] = __float2bfloat16_rn(v.w);
+    case kElemBF16:
+      Store4<__nv_bfloat16>(base, i, v);
       break;
-    }
-    default: {
-      float* o = static_cast<float*>(base) + i;
-      o[0] = v.x;
-      o[1] = v.y;
-      o[2] = v.z;
-      o[3] = v.w;
+    default:
+      Store4<float>(base, i, v);
       break;
-    }
   }
 }
 
