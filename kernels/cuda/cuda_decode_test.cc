@@ -464,12 +464,7 @@ TEST_P(CudaDecodeViewTest, AutoPlatformPicksCudaForDeviceTensors) {
   absl::StatusOr<DeviceProblem> d = Upload(hp, o, nullptr);
   RAGGED_ASSERT_OK(d);
   RAGGED_ASSERT_OK(RaggedDecodeAttention(d->args, o, nullptr));
-  absl::StatusOr<HostResult> r = Download(*d, nullptr);
-  RAGGED_ASSERT_OK(r);
-  absl::StatusOr<ReferenceResult> ref = ClampedReference(hp, o);
-  RAGGED_ASSERT_OK(ref);
-  TensorView lse = r->lse.view();
-  EXPECT_TRUE(MatchesReference(*ref, r->out.view(), &lse, c.dtype));
+  EXPECT_TRUE(DeviceResultMatches(hp, *d, o, nullptr));
 }
 
 // Large batches (more rows than a CTA has threads, so the schedule scans them in chunks, and more
@@ -561,12 +556,7 @@ TEST_P(CudaDecodeStreamTest, GraphCaptureReplaysWithNewLengths) {
     ASSERT_EQ(cudaMemsetAsync(d->out.data(), 0xFF, d->out.nbytes(), s), cudaSuccess);  // NaN
     ASSERT_EQ(cudaMemsetAsync(d->lse.data(), 0xFF, d->lse.nbytes(), s), cudaSuccess);
     ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
-    absl::StatusOr<HostResult> r = Download(*d, s);
-    RAGGED_ASSERT_OK(r);
-    absl::StatusOr<ReferenceResult> ref = ClampedReference(hp, o);
-    RAGGED_ASSERT_OK(ref);
-    TensorView lse = r->lse.view();
-    EXPECT_TRUE(MatchesReference(*ref, r->out.view(), &lse, c.dtype)) << "replay " << replay;
+    EXPECT_TRUE(DeviceResultMatches(hp, *d, o, s)) << "replay " << replay;
   }
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
@@ -635,13 +625,7 @@ TEST_P(CudaDecodeStreamTest, WaitsForAProducerThatLetsItLaunchEarly) {
     }
     ASSERT_EQ(testing::LaunchLateCopy(jobs, kDelayUs, s), cudaSuccess);
     RAGGED_ASSERT_OK(RaggedDecodeAttention(d->args, o, s));
-    absl::StatusOr<HostResult> r = Download(*d, s);
-    RAGGED_ASSERT_OK(r);
-    absl::StatusOr<ReferenceResult> ref = ClampedReference(hp, o);
-    RAGGED_ASSERT_OK(ref);
-    TensorView lse = r->lse.view();
-    EXPECT_TRUE(MatchesReference(*ref, r->out.view(), &lse, c.dtype))
-        << "many_splits " << many_splits;
+    EXPECT_TRUE(DeviceResultMatches(hp, *d, o, s)) << "many_splits " << many_splits;
   }
   cudaStreamDestroy(s);
 }

@@ -102,20 +102,28 @@ inline absl::StatusOr<ReferenceResult> ClampedReference(const HostProblem& hp,
   return ComputeReference(p);
 }
 
+// The output (and lse) of a call on `d`, queued on `s`, copied back and compared with the
+// reference for `hp` under `opts`.
+inline ::testing::AssertionResult DeviceResultMatches(const HostProblem& hp, const DeviceProblem& d,
+                                                      const RaggedDecodeAttentionOptions& opts,
+                                                      cudaStream_t s) {
+  absl::StatusOr<ReferenceResult> ref = ClampedReference(hp, opts);
+  if (!ref.ok()) return ::testing::AssertionFailure() << "reference: " << ref.status();
+  absl::StatusOr<HostResult> r = Download(d, s);
+  if (!r.ok()) return ::testing::AssertionFailure() << "download: " << r.status();
+  TensorView lse = r->lse.view();
+  return MatchesReference(*ref, r->out.view(), hp.c.with_lse ? &lse : nullptr, hp.c.dtype);
+}
+
 // Runs `hp` on the GPU with `opts` and compares with the reference.
 inline ::testing::AssertionResult RunOnGpuAndCompare(const HostProblem& hp,
                                                      RaggedDecodeAttentionOptions opts) {
   opts.platform = Platform::kCuda;
-  absl::StatusOr<ReferenceResult> ref = ClampedReference(hp, opts);
-  if (!ref.ok()) return ::testing::AssertionFailure() << "reference: " << ref.status();
   absl::StatusOr<DeviceProblem> d = Upload(hp, opts, nullptr);
   if (!d.ok()) return ::testing::AssertionFailure() << "upload: " << d.status();
   absl::Status s = RaggedDecodeAttention(d->args, opts, nullptr);
   if (!s.ok()) return ::testing::AssertionFailure() << "RaggedDecodeAttention: " << s;
-  absl::StatusOr<HostResult> r = Download(*d, nullptr);
-  if (!r.ok()) return ::testing::AssertionFailure() << "download: " << r.status();
-  TensorView lse = r->lse.view();
-  return MatchesReference(*ref, r->out.view(), hp.c.with_lse ? &lse : nullptr, hp.c.dtype);
+  return DeviceResultMatches(hp, *d, opts, nullptr);
 }
 
 }  // namespace ragged::testing
