@@ -2,6 +2,7 @@
 #include <cuda_fp16.h>
 
 #include "benchmarks/gpu_bench_kernels.h"
+#include "kernels/cuda/from_float.cuh"
 
 namespace ragged::bench {
 namespace {
@@ -22,21 +23,6 @@ __device__ __forceinline__ uint64_t Mix(uint64_t x) {
 }
 
 template <typename T>
-__device__ __forceinline__ T FromFloat(float v);
-template <>
-__device__ __forceinline__ float FromFloat<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __half FromFloat<__half>(float v) {
-  return __float2half_rn(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-
-template <typename T>
 __global__ void FillNormalKernel(T* data, int64_t n, uint64_t seed, float stddev) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -46,7 +32,7 @@ __global__ void FillNormalKernel(T* data, int64_t n, uint64_t seed, float stddev
     const float u1 = (static_cast<float>((h >> 40) & 0xffffff) + 1.0f) / 16777216.0f;
     const float u2 = static_cast<float>((h >> 8) & 0xffffff) / 16777216.0f;
     const float z = sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
-    data[i] = FromFloat<T>(z * stddev);
+    data[i] = internal::cuda::FromFloat<T>(z * stddev);
   }
 }
 

@@ -31,6 +31,7 @@
 
 #include "kernels/cuda/cta_trace.cuh"
 #include "kernels/cuda/decode_params.h"
+#include "kernels/cuda/from_float.cuh"
 #include "kernels/cuda/smem_layout.h"
 #include "kernels/problem.h"
 
@@ -268,20 +269,6 @@ __device__ __forceinline__ void StoreElem(void* base, int64_t i, float v, int32_
       static_cast<float*>(base)[i] = v;
       break;
   }
-}
-
-// f32 to a storage type, rounded to nearest.
-template <typename T>
-__device__ __forceinline__ T FromFloat(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __half FromFloat<__half>(float v) {
-  return __float2half_rn(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
 }
 
 // Elements i .. i + 3 of a T array (any alignment: the output's strides need not be multiples of
