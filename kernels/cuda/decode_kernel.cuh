@@ -43,6 +43,17 @@ constexpr float kLn2 = 0.6931471805599453f;
 // ---------------------------------------------------------------------------------------------
 // Small device helpers.
 
+// Programmatic dependent launch (Hopper; nothing before sm_90): waits until the stream's previous
+// grid has completed and its writes are visible, then lets the stream's next kernel be scheduled.
+// That kernel (launched as a programmatic dependent in turn) waits for this grid's completion
+// before it reads anything this grid writes.
+__device__ __forceinline__ void WaitForPreviousGridThenReleaseNext() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ uint32_t SmemAddr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
@@ -1164,15 +1175,10 @@ __global__ void __launch_bounds__(kMaxDecodeThreads)
     DecodeKernel(const __grid_constant__ DecodeParams p) {
   extern __shared__ __align__(128) unsigned char smem[];
   TraceScope trace(kTraceDecode, blockIdx.x);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // Launched as a programmatic dependent of the stream's previous kernel (Hopper), this grid's
-  // CTAs may start before that kernel is complete: nothing is read before it is.
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-  // The combine kernel is launched as a programmatic dependent: let it be scheduled now (it
-  // reads only inputs before it waits for this grid's completion, final since the wait above),
-  // which hides its launch latency.
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
+  // This grid's CTAs may start before the stream's previous kernel is complete: nothing is read
+  // before it is. The combine kernel may then be scheduled at once (it reads only inputs before it
+  // waits for this grid's completion, final since the wait), which hides its launch latency.
+  WaitForPreviousGridThenReleaseNext();
   const int nsplit = kMma ? static_cast<int>(blockDim.x >> 5) / (p.heads_per_block / 16) : 1;
   const SmemLayout L = ComputeSmemLayout(static_cast<int>(sizeof(T)), kD, p.heads_per_block,
                                          p.block_n, p.stages, nsplit, kMma);

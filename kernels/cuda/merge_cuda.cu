@@ -105,13 +105,9 @@ __global__ void __launch_bounds__(128) CombineKernel(const __grid_constant__ Dec
   const Pieces pc = PairPieces(p, b, g, lane);
   if (!pc.split) return;  // the same in every warp
   const int64_t c0 = pc.c0, c1 = pc.c1;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // Launched as a programmatic dependent of the decode kernel (on sm_90): wait until that grid
-  // has completed and its writes are visible. Then let the stream's next kernel launch: a decode
-  // call waits for this grid's completion in turn before it reads anything.
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
+  // The decode kernel's partials are read only past this wait; the next decode call may be
+  // scheduled once every CTA is past it.
+  WaitForPreviousGridThenReleaseNext();
   trace.Mark(2);
   const int64_t n = c1 - c0 + 1;  // pieces (0 for a row without valid positions)
   const int64_t slot0 = pair + c0;
@@ -307,11 +303,8 @@ __global__ void __launch_bounds__(128) CombineWarpKernel(const __grid_constant__
   const int64_t pair = b * hkv + g;
   const int lane = threadIdx.x & 31;
   const Pieces pc = PairPieces(p, b, g, lane);
-  if (!pc.split) return;  // written by the decode kernel
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");  // as in CombineKernel
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
+  if (!pc.split) return;                 // written by the decode kernel
+  WaitForPreviousGridThenReleaseNext();  // as in CombineKernel
   trace.Mark(2);
   MergeHeadWarp<kPre>(p, b, g, r, pair, pc.c0, pc.c1, lane);
 }
@@ -319,10 +312,7 @@ __global__ void __launch_bounds__(128) CombineWarpKernel(const __grid_constant__
 __global__ void __launch_bounds__(128, 10)
     CombineSplitKernel(const __grid_constant__ DecodeParams p) {
   TraceScope trace(kTraceCombine, blockIdx.y * static_cast<int64_t>(gridDim.x) + blockIdx.x);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");  // as in CombineKernel
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
+  WaitForPreviousGridThenReleaseNext();  // as in CombineKernel
   trace.Mark(2);
   const int G = p.group_size;
   const int64_t hkv = p.num_kv_heads;
